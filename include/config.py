@@ -1,0 +1,154 @@
+"""Every setting holdcast reads, in one place.
+
+Each setting is an environment variable with a type, a default and one line of documentation. A bad
+value raises :class:`SettingError` naming the variable, so a misconfigured deployment fails at the
+first task instead of deep inside a computation. Secrets never live here: they come from Airflow
+connections (``AIRFLOW_CONN_*``), see ``.env_example``.
+
+All paths default to folders under ``HOLDCAST_HOME`` (``<project>/.holdcast``), which git ignores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Generic, TypeVar
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value holdcast cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable: its name, how to parse it, its default and what it is for."""
+
+    name: str
+    parse: Callable[[str], T]
+    default: Callable[[], str]
+    doc: str
+
+    def get(self) -> T:
+        raw = os.environ.get(self.name)
+        if raw is None or raw == "":
+            raw = self.default()
+        try:
+            return self.parse(raw)
+        except (TypeError, ValueError) as err:
+            raise SettingError(f"{self.name}={raw!r} is not valid: {err}") from err
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number between 0 and 1")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
+def _home() -> str:
+    return str(PROJECT_ROOT / ".holdcast")
+
+
+HOLDCAST_HOME = Setting("HOLDCAST_HOME", Path, _home, "Folder for every file a run writes.")
+HOLDCAST_DATASET = Setting(
+    "HOLDCAST_DATASET",
+    _choice("demo", "dataco"),
+    lambda: "demo",
+    "Which world the DAGs ingest: the generated demo ERP or the DataCo public sample.",
+)
+HOLDCAST_WAREHOUSE_URL = Setting(
+    "HOLDCAST_WAREHOUSE_URL",
+    str,
+    lambda: f"sqlite:///{HOLDCAST_HOME.get() / 'warehouse.db'}",
+    "SQLAlchemy URL of the warehouse holding canonical tables, quarantine and decisions.",
+)
+HOLDCAST_LAKE_DIR = Setting(
+    "HOLDCAST_LAKE_DIR",
+    Path,
+    lambda: str(HOLDCAST_HOME.get() / "lake"),
+    "Folder of immutable raw landings and feature snapshots (Parquet, one partition per interval).",
+)
+HOLDCAST_DROP_DIR = Setting(
+    "HOLDCAST_DROP_DIR",
+    Path,
+    lambda: str(HOLDCAST_HOME.get() / "drops"),
+    "Folder where bureau, CRM and sanctions file extracts arrive.",
+)
+HOLDCAST_ERP_CONN_ID = Setting(
+    "HOLDCAST_ERP_CONN_ID",
+    str,
+    lambda: "holdcast_erp",
+    "Airflow connection id of the ERP database read by ingestion and written by write-back.",
+)
+HOLDCAST_MODEL_NAME = Setting(
+    "HOLDCAST_MODEL_NAME",
+    str,
+    lambda: "holdcast_hold_risk",
+    "Name of the registered model in MLflow; scoring loads models:/<name>@champion.",
+)
+MLFLOW_TRACKING_URI = Setting(
+    "MLFLOW_TRACKING_URI",
+    str,
+    lambda: f"sqlite:///{HOLDCAST_HOME.get() / 'mlflow.db'}",
+    "MLflow tracking and registry store.",
+)
+HOLDCAST_MLFLOW_ARTIFACTS = Setting(
+    "HOLDCAST_MLFLOW_ARTIFACTS",
+    str,
+    lambda: (HOLDCAST_HOME.get() / "mlartifacts").as_uri(),
+    "Artifact root for the MLflow experiment created on first training.",
+)
+HOLDCAST_QUARANTINE_TOLERANCE = Setting(
+    "HOLDCAST_QUARANTINE_TOLERANCE",
+    _fraction,
+    lambda: "0.05",
+    "Largest share of a source batch that may be quarantined before the batch fails.",
+)
+HOLDCAST_LABEL_HORIZON_DAYS = Setting(
+    "HOLDCAST_LABEL_HORIZON_DAYS",
+    _positive_int,
+    lambda: "14",
+    "A hold counts as the outcome of an order if placed within this many days of its creation.",
+)
+HOLDCAST_POLICY_FILE = Setting(
+    "HOLDCAST_POLICY_FILE",
+    Path,
+    lambda: str(PROJECT_ROOT / "include" / "policy.yaml"),
+    "Policy file: risk bands, team and suggested action per reason.",
+)
+
+ALL_SETTINGS: tuple[Setting, ...] = (
+    HOLDCAST_HOME,
+    HOLDCAST_DATASET,
+    HOLDCAST_WAREHOUSE_URL,
+    HOLDCAST_LAKE_DIR,
+    HOLDCAST_DROP_DIR,
+    HOLDCAST_ERP_CONN_ID,
+    HOLDCAST_MODEL_NAME,
+    MLFLOW_TRACKING_URI,
+    HOLDCAST_MLFLOW_ARTIFACTS,
+    HOLDCAST_QUARANTINE_TOLERANCE,
+    HOLDCAST_LABEL_HORIZON_DAYS,
+    HOLDCAST_POLICY_FILE,
+)
