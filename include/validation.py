@@ -1,0 +1,295 @@
+"""Validate one source batch of one canonical table: good rows go on, bad rows go to quarantine.
+
+Three stages, each recording the rule a row broke:
+
+1. **Schema**: a missing required column fails the batch (nothing can be read without it); a missing
+   optional column is added empty and an unexpected one dropped, both reported as drift.
+2. **Parsing**: each value is parsed to its canonical kind; a value that does not parse (an amount of
+   ``abc``, a date no declared format fits) quarantines its row with rule ``parse_<kind>:<column>``.
+   Rows repeating a key already seen are quarantined with ``duplicate_key``.
+3. **Great Expectations**: a suite per table (required values present, codes in their sets, ranges,
+   ordered dates) run on the parsed rows; each unexpected row is quarantined with the expectation
+   that caught it. Table-level expectations (at least one row, unique key) fail the batch.
+
+Every input row ends in exactly one of ``good`` or ``quarantine``. The batch fails loudly only when a
+table-level rule breaks or the quarantined share passes the tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from include import canonical
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+ROW = "__row"
+QUARANTINE_COLUMNS = ["source", "batch", "table_name", "row_number", "rules", "raw"]
+
+
+class SchemaError(ValueError):
+    """A source batch lacks a column the canonical table requires."""
+
+
+class ValidationFailed(RuntimeError):
+    """A batch broke a table-level rule or quarantined more rows than the tolerance allows."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Outcome:
+    table: str
+    good: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# Row-level rules beyond "required columns are present", per canonical table.
+_IN_SET = {
+    ("orders", "status"): canonical.ORDER_STATUSES,
+    ("holds", "reason"): (*canonical.HOLD_REASONS, canonical.UNSPECIFIED_REASON),
+    ("payments", "status"): canonical.PAYMENT_STATUSES,
+    ("interactions", "kind"): canonical.INTERACTION_KINDS,
+}
+_MIN_VALUE = {
+    ("orders", "amount"): 0.0,
+    ("order_lines", "quantity"): 0.0,
+    ("order_lines", "unit_price"): 0.0,
+    ("credit_profiles", "credit_limit"): 0.0,
+    ("invoices", "amount"): 0.0,
+    ("inventory", "available"): 0.0,
+}
+_ORDERED = {
+    # (table, later column, earlier column)
+    ("invoices", "due_at", "issued_at"),
+    ("invoices", "cleared_at", "issued_at"),
+    ("holds", "released_at", "placed_at"),
+    ("disputes", "closed_at", "opened_at"),
+}
+
+
+def validate(
+    table: str,
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    batch: str,
+    tolerance: float,
+    allow_empty: bool = False,
+) -> Outcome:
+    """Validate a raw batch of ``table`` from ``source``.
+
+    Args:
+        table: canonical table name.
+        raw: the batch as the source sent it (any dtypes; row order defines row numbers).
+        source: source name, kept on quarantined rows.
+        batch: batch id (the interval's as-of label), kept on quarantined rows.
+        tolerance: largest quarantined share before the batch fails.
+        allow_empty: whether an empty batch is acceptable for this table.
+
+    Returns:
+        The typed good rows, the quarantined rows with their rules, and a report.
+
+    Raises:
+        SchemaError: a required column is missing.
+        ValidationFailed: a table-level rule broke or the quarantined share passed the tolerance.
+    """
+    import pandas as pd
+
+    spec = canonical.TABLES[table]
+    frame = raw.reset_index(drop=True)
+    report: dict[str, Any] = {"table": table, "source": source, "batch": batch, "rows_in": len(frame)}
+
+    missing_required = [c for c in spec.required_columns if c not in frame.columns]
+    if missing_required:
+        raise SchemaError(
+            f"source {source!r}, table {table!r}: required column(s) {missing_required} missing; "
+            f"got columns {list(frame.columns)}"
+        )
+    missing_optional = [c for c in spec.column_names if c not in frame.columns]
+    unexpected = [c for c in frame.columns if c not in spec.column_names]
+    if missing_optional or unexpected:
+        logger.warning(
+            "Schema drift in %s/%s: missing optional columns %s, unexpected columns %s",
+            source,
+            table,
+            missing_optional,
+            unexpected,
+        )
+    report["drift"] = {"missing_optional": missing_optional, "unexpected": unexpected}
+
+    raw_text = frame.astype("string")
+    parsed = pd.DataFrame({ROW: range(len(frame))})
+    rules: dict[int, list[str]] = {}
+    for col in spec.columns:
+        if col.name not in frame.columns:
+            parsed[col.name] = pd.NA
+            continue
+        values, bad = _parse(frame[col.name], col.kind)
+        parsed[col.name] = values
+        for row in bad:
+            rules.setdefault(row, []).append(f"parse_{col.kind}:{col.name}")
+
+    keyed = parsed[~parsed.index.isin(list(rules))].dropna(subset=list(spec.key))
+    dup = keyed[list(spec.key)].duplicated(keep="first")
+    for row in keyed.index[dup]:
+        rules.setdefault(int(row), []).append("duplicate_key:" + ",".join(spec.key))
+
+    candidates = parsed[~parsed.index.isin(list(rules))]
+    table_failures: list[str] = []
+    if len(candidates):
+        for row, rule in _run_suite(table, candidates):
+            rules.setdefault(row, []).append(rule)
+    elif not allow_empty:
+        table_failures.append("expect_table_row_count_to_be_between(min_value=1)")
+
+    bad_rows = sorted(rules)
+    good = canonical.coerce(table, parsed[~parsed.index.isin(bad_rows)]).reset_index(drop=True)
+    quarantine = pd.DataFrame(
+        {
+            "source": source,
+            "batch": batch,
+            "table_name": table,
+            "row_number": bad_rows,
+            "rules": ["; ".join(rules[r]) for r in bad_rows],
+            "raw": [json.dumps(_row_dict(raw_text, r), default=str) for r in bad_rows],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+    counts: dict[str, int] = {}
+    for r in bad_rows:
+        for rule in rules[r]:
+            counts[rule] = counts.get(rule, 0) + 1
+    share = len(bad_rows) / len(frame) if len(frame) else 0.0
+    report.update(
+        rows_good=len(good),
+        rows_quarantined=len(bad_rows),
+        quarantined_share=round(share, 6),
+        rule_counts=counts,
+        table_failures=table_failures,
+    )
+    logger.info(
+        "Validated %s/%s batch %s: %s rows in, %s good, %s quarantined",
+        source,
+        table,
+        batch,
+        len(frame),
+        len(good),
+        len(bad_rows),
+    )
+    if table_failures or share > tolerance:
+        worst = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+        why = (
+            f"table-level rule(s) broken: {table_failures}"
+            if table_failures
+            else f"{len(bad_rows)} of {len(frame)} rows quarantined ({share:.1%}) > tolerance {tolerance:.1%}"
+        )
+        raise ValidationFailed(
+            f"source {source!r}, table {table!r}, batch {batch}: {why}; first failing rules: {worst}", report
+        )
+    return Outcome(table, good, quarantine, report)
+
+
+def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, list[int]]:
+    """Parse ``values`` to ``kind``; return the parsed values and the positions that did not parse."""
+    import pandas as pd
+
+    text = values.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    if kind == "str":
+        return text.where(present), []
+    if kind in ("float", "int"):
+        out = pd.to_numeric(text.where(present), errors="coerce")
+        if kind == "int":
+            bad = present & (out.isna() | (out != out.round()))
+        else:
+            bad = present & out.isna()
+    elif kind == "ts":
+        out = pd.to_datetime(text.where(present), utc=True, format="ISO8601", errors="coerce")
+        bad = present & out.isna()
+    elif kind == "bool":
+        lowered = text.str.lower()
+        out = lowered.map({"true": True, "false": False, "1": True, "0": False}, na_action="ignore")
+        bad = present & out.isna()
+    else:
+        raise ValueError(f"unknown column kind {kind!r}")
+    return out.where(~bad), [int(i) for i in values.index[bad]]
+
+
+def _row_dict(raw_text: pd.DataFrame, row: int) -> dict[str, Any]:
+    import pandas as pd
+
+    return {k: (None if pd.isna(v) else v) for k, v in raw_text.iloc[row].items()}
+
+
+def _expectations(table: str) -> list[Any]:
+    import great_expectations as gx
+
+    spec = canonical.TABLES[table]
+    exps: list[Any] = [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in spec.required_columns
+    ]
+    for (t, col), allowed in _IN_SET.items():
+        if t == table:
+            exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=list(allowed)))
+    for (t, col), low in _MIN_VALUE.items():
+        if t == table:
+            exps.append(gx.expectations.ExpectColumnValuesToBeBetween(column=col, min_value=low))
+    for t, later, earlier in _ORDERED:
+        if t == table:
+            exps.append(
+                gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"
+                )
+            )
+    return exps
+
+
+def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
+    """Run the table's Great Expectations suite; return (row, rule) for every unexpected row."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = (
+        context.data_sources.add_or_update_pandas(f"holdcast_{table}")
+        .add_dataframe_asset(table)
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{table}_rows", expectations=_expectations(table)))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{table}_rows", data=batch_def, suite=suite)
+    )
+    # GX's pandas engine treats <NA> in object columns unreliably; give it plain object/None values.
+    plain = frame.astype(object).where(frame.notna(), None)
+    result = definition.run(
+        batch_parameters={"dataframe": plain},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
+    )
+    found: list[tuple[int, str]] = []
+    for res in result.results:
+        if res.success:
+            continue
+        cfg = res.expectation_config
+        target = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')}>={cfg.kwargs.get('column_B')}"
+        rule = f"{cfg.type}:{target}"
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            raise ValidationFailed(
+                f"table {table!r}: expectation {rule} could not run: {res.exception_info.get('exception_message')}",
+                {"table": table},
+            )
+        for item in res.result.get("unexpected_index_list") or []:
+            found.append((int(item[ROW]), rule))
+    return found

@@ -1,0 +1,350 @@
+"""The hold-risk model: one LightGBM booster per target, a calibrator per target, served as an MLflow pyfunc.
+
+Targets are ``any`` (the order gets at least one hold) and one per reason of
+:data:`include.canonical.HOLD_REASONS`. A reason with too few positives in the training window gets a
+constant prior instead of a booster, and says so in :meth:`HoldRiskModel.describe`.
+
+Categorical features are encoded here, against vocabularies fixed at training time, never through
+pandas category codes or LightGBM's ``pandas_categorical``: a frame whose categories come in another
+order, or as plain strings after MLflow's schema enforcement, must score exactly like the training
+frame. A category unseen in training is encoded as missing. Columns are taken by name.
+
+The pickled state is plain data (booster model strings, calibrator arrays, vocabularies) with a format
+number, so a model registered today still loads after this class changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from include.canonical import HOLD_REASONS
+from training.errors import FeatureMismatchError
+
+logger = logging.getLogger(__name__)
+
+ANY_TARGET = "any"
+TOP_FACTORS = 5
+STATE_FORMAT = 1
+CALIBRATION_KINDS = ("isotonic", "platt", "none")
+
+
+class FeatureTypeError(ValueError):
+    """A numeric feature column holds values that are not numbers."""
+
+
+def probability_column(target: str) -> str:
+    """Name of the output column carrying the probability of ``target`` (``any`` or a reason)."""
+    return f"p_{target}"
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Maps a booster's raw score (log-odds) to a calibrated probability.
+
+    ``isotonic`` interpolates the fitted step function (``x``/``y`` breakpoints, clipped at the ends);
+    ``platt`` is ``sigmoid(slope * raw + intercept)``; ``none`` is the booster's own probability, used
+    when the calibration slice holds a single class.
+    """
+
+    kind: str
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def apply(self, raw_score: np.ndarray) -> np.ndarray:
+        """Return calibrated probabilities for an array of raw scores."""
+        raw_score = np.asarray(raw_score, dtype="float64")
+        if self.kind == "isotonic":
+            return np.interp(raw_score, np.asarray(self.x), np.asarray(self.y))
+        if self.kind == "platt":
+            return _sigmoid(self.slope * raw_score + self.intercept)
+        return _sigmoid(raw_score)
+
+
+def fit_calibrator(
+    raw_score: np.ndarray, y: np.ndarray, *, method: str = "auto", isotonic_min_class: int = 100
+) -> Calibrator:
+    """Fit a calibrator on held-out raw scores.
+
+    Args:
+        raw_score: the booster's raw scores (log-odds) on the calibration slice.
+        y: 0/1 outcomes of the same rows.
+        method: ``isotonic``, ``platt`` or ``auto``: isotonic when both classes have at least
+            ``isotonic_min_class`` rows (it needs many points not to overfit), Platt otherwise.
+        isotonic_min_class: smallest class size for which ``auto`` picks isotonic.
+
+    Returns:
+        The fitted calibrator; kind ``none`` when ``y`` holds a single class.
+    """
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    raw_score = np.asarray(raw_score, dtype="float64")
+    y = np.asarray(y, dtype="int64")
+    n_pos = int(y.sum())
+    n_neg = int(len(y) - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return Calibrator("none")
+    if method == "auto":
+        method = "isotonic" if min(n_pos, n_neg) >= isotonic_min_class else "platt"
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_score, y)
+        return Calibrator(
+            "isotonic",
+            x=tuple(float(v) for v in iso.X_thresholds_),
+            y=tuple(float(v) for v in iso.y_thresholds_),
+        )
+    if method == "platt":
+        # A large C keeps the fit close to plain maximum likelihood, which is what Platt scaling is.
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw_score.reshape(-1, 1), y)
+        return Calibrator("platt", slope=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
+    raise ValueError(f"calibration method must be one of auto, isotonic, platt; got {method!r}")
+
+
+@dataclass
+class TargetModel:
+    """What predicts one target: a booster and its calibrator, or a constant prior.
+
+    Attributes:
+        name: ``any`` or a reason code.
+        booster: the LightGBM booster, ``None`` for a constant target.
+        calibrator: maps the booster's raw score to a probability; ``None`` for a constant target.
+        prior: the target's positive rate in the training window.
+        n_positives: positives in the training window, kept to explain why a target is constant.
+    """
+
+    name: str
+    booster: lgb.Booster | None
+    calibrator: Calibrator | None
+    prior: float
+    n_positives: int
+
+    @property
+    def constant(self) -> bool:
+        return self.booster is None
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for an encoded feature matrix."""
+        if self.booster is None:
+            return np.full(matrix.shape[0], self.prior, dtype="float64")
+        return self.calibrator.apply(self.booster.predict(matrix, raw_score=True))
+
+
+def build_vocabularies(frame: pd.DataFrame, categorical: Sequence[str]) -> dict[str, list[str]]:
+    """The sorted distinct values of each categorical column, as strings.
+
+    Sorting makes the codes independent of row order and of any category order the frame carries.
+    """
+    vocab = {}
+    for col in categorical:
+        values = frame[col].astype("string").dropna().unique()
+        vocab[col] = sorted(str(v) for v in values)
+    return vocab
+
+
+def encode_features(
+    frame: pd.DataFrame, feature_columns: Sequence[str], vocabularies: Mapping[str, Sequence[str]]
+) -> np.ndarray:
+    """Turn a feature frame into the float matrix the boosters read.
+
+    Columns are taken by name in ``feature_columns`` order; extra columns are ignored. A categorical
+    value becomes its index in the column's vocabulary, an unseen or missing value becomes NaN (LightGBM's
+    missing). Numeric columns become float64.
+
+    Raises:
+        FeatureMismatchError: a feature column is missing, naming every missing column.
+        FeatureTypeError: a numeric feature column holds text that is not a number.
+    """
+    missing = [c for c in feature_columns if c not in frame.columns]
+    if missing:
+        raise FeatureMismatchError(missing=missing)
+    matrix = np.empty((len(frame), len(feature_columns)), dtype="float64")
+    for j, col in enumerate(feature_columns):
+        values = frame[col]
+        if col in vocabularies:
+            index = pd.Index(list(vocabularies[col]), dtype="string")
+            codes = index.get_indexer(values.astype("string")).astype("float64")
+            codes[codes < 0] = np.nan
+            matrix[:, j] = codes
+        else:
+            try:
+                matrix[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+            except (TypeError, ValueError) as err:
+                raise FeatureTypeError(
+                    f"feature {col!r} must be numeric (dtype {values.dtype}): {err}"
+                ) from err
+    return matrix
+
+
+class HoldRiskModel(mlflow.pyfunc.PythonModel):
+    """Calibrated probabilities of any hold and of each hold reason, with the top contributing features.
+
+    Built by :func:`training.train.train`; logged and served through ``mlflow.pyfunc``.
+    """
+
+    def __init__(
+        self,
+        *,
+        feature_columns: Sequence[str],
+        categorical: Sequence[str],
+        vocabularies: Mapping[str, Sequence[str]],
+        targets: Mapping[str, TargetModel],
+        reasons: Sequence[str] = HOLD_REASONS,
+    ):
+        unknown = [c for c in categorical if c not in feature_columns]
+        if unknown:
+            raise ValueError(f"categorical column(s) {unknown} are not among the feature columns")
+        expected = [ANY_TARGET, *reasons]
+        if sorted(targets) != sorted(expected):
+            raise ValueError(f"targets must be exactly {expected}; got {sorted(targets)}")
+        if targets[ANY_TARGET].constant:
+            raise ValueError("the 'any' target needs a booster: it drives the explanations")
+        self.feature_columns = list(feature_columns)
+        self.categorical = list(categorical)
+        self.vocabularies = {c: list(vocabularies[c]) for c in self.categorical}
+        self.reasons = tuple(reasons)
+        self.targets = {t: targets[t] for t in expected}
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The columns :meth:`predict` returns, in order."""
+        return [probability_column(t) for t in self.targets] + ["top_factors"]
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """The frame's features as the boosters' float matrix (see :func:`encode_features`)."""
+        return encode_features(frame, self.feature_columns, self.vocabularies)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
+        """Score a feature frame: the pyfunc entry point.
+
+        Args:
+            context: the MLflow context (unused: the state travels with the pickled model).
+            model_input: one row per order, the feature columns by name; extra columns are ignored.
+            params: ``{"explain": False}`` skips ``top_factors`` (an empty list per row), which is
+                most of the cost of scoring.
+
+        Returns:
+            A frame on the input's index with ``p_any``, ``p_<reason>`` per hold reason and
+            ``top_factors``.
+        """
+        explain = True if params is None else bool(params.get("explain", True))
+        return self.predict_frame(model_input, explain=explain)
+
+    def predict_frame(self, features: pd.DataFrame, *, explain: bool = True) -> pd.DataFrame:
+        """Score a feature frame in memory; same output as :meth:`predict`."""
+        matrix = self.encode(features)
+        out = {probability_column(name): target.predict(matrix) for name, target in self.targets.items()}
+        out["top_factors"] = self.top_factors(matrix) if explain else ["[]"] * len(features)
+        result = pd.DataFrame(out, index=features.index)
+        result["top_factors"] = result["top_factors"].astype("string")
+        return result
+
+    def top_factors(self, matrix: np.ndarray, k: int = TOP_FACTORS) -> list[str]:
+        """Per row, a JSON list of ``[feature, contribution]`` for the k largest positive contributions.
+
+        Contributions are the any-hold booster's own (``pred_contrib``, in log-odds), so they explain
+        the uncalibrated score; their order is what the evidence text needs.
+        """
+        booster = self.targets[ANY_TARGET].booster
+        contrib = booster.predict(matrix, pred_contrib=True)[:, :-1]
+        k = min(k, contrib.shape[1])
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        values = np.take_along_axis(contrib, order, axis=1)
+        # Quote the names once; building each row's JSON by hand is several times faster than json.dumps.
+        quoted = [json.dumps(c) for c in self.feature_columns]
+        rows = []
+        for idx_row, val_row in zip(order.tolist(), values.tolist(), strict=True):
+            items = [f"[{quoted[i]}, {round(v, 4)!r}]" for i, v in zip(idx_row, val_row, strict=True) if v > 0]
+            rows.append("[" + ", ".join(items) + "]")
+        return rows
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Per target: booster or constant, calibration kind, number of trees, prior, positives."""
+        summary = {}
+        for name, target in self.targets.items():
+            summary[name] = {
+                "kind": "constant" if target.constant else "booster",
+                "calibration": target.calibrator.kind if target.calibrator else "none",
+                "num_trees": 0 if target.constant else target.booster.num_trees(),
+                "prior": target.prior,
+                "n_positives": target.n_positives,
+            }
+        return summary
+
+    def signature(self):
+        """The MLflow signature: categoricals as ``string``, numerics as ``double``, an ``explain`` param."""
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+        inputs = Schema(
+            [ColSpec("string" if c in self.vocabularies else "double", c) for c in self.feature_columns]
+        )
+        outputs = Schema(
+            [ColSpec("double", probability_column(t)) for t in self.targets] + [ColSpec("string", "top_factors")]
+        )
+        params = ParamSchema([ParamSpec("explain", "boolean", True)])
+        return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+    def input_example(self, features: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+        """The first ``n`` rows of ``features`` in the dtypes of :meth:`signature`, for logging."""
+        head = features.loc[:, self.feature_columns].head(n)
+        example = {}
+        for col in self.feature_columns:
+            if col in self.vocabularies:
+                example[col] = head[col].astype("string").astype(object).where(head[col].notna(), None)
+            else:
+                example[col] = head[col].to_numpy(dtype="float64", na_value=np.nan)
+        return pd.DataFrame(example, index=range(len(head)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        targets = []
+        for target in self.targets.values():
+            targets.append(
+                {
+                    "name": target.name,
+                    "booster": None if target.constant else target.booster.model_to_string(),
+                    "calibrator": None if target.calibrator is None else asdict(target.calibrator),
+                    "prior": target.prior,
+                    "n_positives": target.n_positives,
+                }
+            )
+        return {
+            "format": STATE_FORMAT,
+            "feature_columns": self.feature_columns,
+            "categorical": self.categorical,
+            "vocabularies": self.vocabularies,
+            "reasons": list(self.reasons),
+            "targets": targets,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"HoldRiskModel state format {state.get('format')!r} is not supported by this code "
+                f"(expects {STATE_FORMAT}); load it with the holdcast version that trained it"
+            )
+        self.feature_columns = list(state["feature_columns"])
+        self.categorical = list(state["categorical"])
+        self.vocabularies = {c: list(v) for c, v in state["vocabularies"].items()}
+        self.reasons = tuple(state["reasons"])
+        self.targets = {}
+        for item in state["targets"]:
+            booster = None if item["booster"] is None else lgb.Booster(model_str=item["booster"])
+            calibrator = None if item["calibrator"] is None else Calibrator(**item["calibrator"])
+            self.targets[item["name"]] = TargetModel(
+                item["name"], booster, calibrator, float(item["prior"]), int(item["n_positives"])
+            )
