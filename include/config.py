@@ -77,22 +77,29 @@ HOLDCAST_DATASET = Setting(
     lambda: "demo",
     "Which world the DAGs ingest: the generated demo ERP or the DataCo public sample.",
 )
+
+
+def dataset_home() -> Path:
+    """Each dataset keeps its own lake and warehouse, so the demo and DataCo never mix rows."""
+    return HOLDCAST_HOME.get() / HOLDCAST_DATASET.get()
+
+
 HOLDCAST_WAREHOUSE_URL = Setting(
     "HOLDCAST_WAREHOUSE_URL",
     str,
-    lambda: f"sqlite:///{HOLDCAST_HOME.get() / 'warehouse.db'}",
+    lambda: f"sqlite:///{dataset_home() / 'warehouse.db'}",
     "SQLAlchemy URL of the warehouse holding canonical tables, quarantine and decisions.",
 )
 HOLDCAST_LAKE_DIR = Setting(
     "HOLDCAST_LAKE_DIR",
     Path,
-    lambda: str(HOLDCAST_HOME.get() / "lake"),
+    lambda: str(dataset_home() / "lake"),
     "Folder of immutable raw landings and feature snapshots (Parquet, one partition per interval).",
 )
 HOLDCAST_DROP_DIR = Setting(
     "HOLDCAST_DROP_DIR",
     Path,
-    lambda: str(HOLDCAST_HOME.get() / "drops"),
+    lambda: str(dataset_home() / "drops"),
     "Folder where bureau, CRM and sanctions file extracts arrive.",
 )
 HOLDCAST_ERP_CONN_ID = Setting(
@@ -104,7 +111,11 @@ HOLDCAST_ERP_CONN_ID = Setting(
 HOLDCAST_MODEL_NAME = Setting(
     "HOLDCAST_MODEL_NAME",
     str,
-    lambda: "holdcast_hold_risk",
+    lambda: (
+        "holdcast_hold_risk"
+        if HOLDCAST_DATASET.get() == "demo"
+        else f"holdcast_hold_risk_{HOLDCAST_DATASET.get()}"
+    ),
     "Name of the registered model in MLflow; scoring loads models:/<name>@champion.",
 )
 MLFLOW_TRACKING_URI = Setting(
@@ -138,6 +149,13 @@ HOLDCAST_POLICY_FILE = Setting(
     "Policy file: risk bands, team and suggested action per reason.",
 )
 
+HOLDCAST_TASK_RETRIES = Setting(
+    "HOLDCAST_TASK_RETRIES",
+    int,
+    lambda: "2",
+    "Retries of every holdcast task; the demo and the tests set 0 so a failure shows at once.",
+)
+
 ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_HOME,
     HOLDCAST_DATASET,
@@ -151,4 +169,5 @@ ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_QUARANTINE_TOLERANCE,
     HOLDCAST_LABEL_HORIZON_DAYS,
     HOLDCAST_POLICY_FILE,
+    HOLDCAST_TASK_RETRIES,
 )

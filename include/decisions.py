@@ -189,12 +189,18 @@ def decide(
         rows.append(row)
     frame = pd.DataFrame(rows, columns=DECISION_COLUMNS)
     logger.info(
-        "Decided %s orders under policy %s: %s at risk", len(frame), policy.version, int(frame["at_risk"].sum())
+        "Decided %s orders under policy %s: %s at risk",
+        len(frame),
+        policy.version,
+        int(frame["at_risk"].sum()),
     )
     return frame
 
 
 def _hash(row: dict[str, Any]) -> str:
     """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news."""
-    shown = {k: row[k] for k in ("risk", "band", "reasons", "evidence", "team", "suggested_action", "model_version")}
+    shown = {
+        k: row[k]
+        for k in ("risk", "band", "reasons", "evidence", "team", "suggested_action", "model_version")
+    }
     return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]

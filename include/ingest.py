@@ -39,7 +39,15 @@ ERP_TABLES = (
     "inventory",
 )
 # Tables a world can lack rows of without anything being wrong (a young ERP has no disputes yet).
-MAY_BE_EMPTY = {"credit_profiles", "bureau_reports", "payments", "disputes", "interactions", "holds", "inventory"}
+MAY_BE_EMPTY = {
+    "credit_profiles",
+    "bureau_reports",
+    "payments",
+    "disputes",
+    "interactions",
+    "holds",
+    "inventory",
+}
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,9 @@ def _require_file(path: Path, table: str) -> None:
 SOURCES: dict[str, dict[str, Source]] = {
     "demo": {
         "erp": Source("erp", ERP_TABLES, _read_erp),
-        "bureau": Source("bureau", ("bureau_reports",), _read_csv_drop("bureau_reports", "bureau/bureau_reports.csv")),
+        "bureau": Source(
+            "bureau", ("bureau_reports",), _read_csv_drop("bureau_reports", "bureau/bureau_reports.csv")
+        ),
         "crm": Source("crm", ("interactions",), _read_csv_drop("interactions", "crm/interactions.csv")),
         "sanctions": Source("sanctions", ("sanctions_entries",), _read_sanctions_drop),
     },

@@ -236,9 +236,7 @@ def _expectations(table: str) -> list[Any]:
     import great_expectations as gx
 
     spec = canonical.TABLES[table]
-    exps: list[Any] = [
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in spec.required_columns
-    ]
+    exps: list[Any] = [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in spec.required_columns]
     for (t, col), allowed in _IN_SET.items():
         if t == table:
             exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=list(allowed)))
@@ -268,7 +266,9 @@ def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
         .add_dataframe_asset(table)
         .add_batch_definition_whole_dataframe("whole")
     )
-    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{table}_rows", expectations=_expectations(table)))
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=f"{table}_rows", expectations=_expectations(table))
+    )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{table}_rows", data=batch_def, suite=suite)
     )

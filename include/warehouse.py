@@ -77,7 +77,7 @@ def latest_features_dir(not_after: datetime) -> tuple[Path, datetime]:
     root = lake_path("features")
     candidates = []
     for child in root.glob("as_of=*"):
-        when = _parse_label(child.name.removeprefix("as_of="))
+        when = parse_as_of_label(child.name.removeprefix("as_of="))
         if when <= not_after and (child / "features.parquet").exists():
             candidates.append((when, child))
     if not candidates:
@@ -89,7 +89,8 @@ def latest_features_dir(not_after: datetime) -> tuple[Path, datetime]:
     return path, when
 
 
-def _parse_label(label: str) -> datetime:
+def parse_as_of_label(label: str) -> datetime:
+    """The inverse of :func:`as_of_label`."""
     from datetime import timezone
 
     fmt = "%Y-%m-%dT%H%M%S" if "T" in label else "%Y-%m-%d"
@@ -102,6 +103,8 @@ def engine() -> Engine:
     url = config.HOLDCAST_WAREHOUSE_URL.get()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Mapped ingest tasks may write at the same moment: wait for SQLite's lock rather than fail.
+        return create_engine(url, connect_args={"timeout": 60})
     return create_engine(url)
 
 

@@ -81,8 +81,14 @@ def write_back(engine: Engine, decisions: pd.DataFrame, *, dry_run: bool = False
                 query = select(status.c.order_id, status.c.decision_hash).where(status.c.order_id.in_(chunk))
                 existing.update({row.order_id: row.decision_hash for row in conn.execute(query)})
         inserts = [r for r in records if r["order_id"] not in existing]
-        updates = [r for r in records if r["order_id"] in existing and existing[r["order_id"]] != r["decision_hash"]]
-        counts = {"inserted": len(inserts), "updated": len(updates), "unchanged": len(records) - len(inserts) - len(updates)}
+        updates = [
+            r for r in records if r["order_id"] in existing and existing[r["order_id"]] != r["decision_hash"]
+        ]
+        counts = {
+            "inserted": len(inserts),
+            "updated": len(updates),
+            "unchanged": len(records) - len(inserts) - len(updates),
+        }
         if dry_run:
             logger.info("Dry run: write-back to %s would give %s", STATUS_TABLE, counts)
             return counts

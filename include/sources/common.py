@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ENCODINGS: tuple[str, ...] = ("utf-8-sig", "latin-1")
-"""Tried in order for a whole file. latin-1 decodes any byte, so it is the last resort, never a guess per row."""
+"""Tried in order on a whole file, never per row. latin-1 decodes any byte, so it comes last."""
 
 _FLOAT_SHAPED_ID = r"^([0-9]+)\.0+$"
 

@@ -1,0 +1,148 @@
+"""Point-in-time lookups over event streams: "what had happened to this entity before t?".
+
+Every feature family reduces to one question asked for many (entity, t) pairs at once: how many
+events of some kind, with which running totals, did an entity (a customer, a product) have before
+time t, and which was the latest? :class:`Timeline` answers it with one stable sort of the events by
+(entity, time) and a binary search per query, so the cost is O(E log E + Q log E) and never the
+O(orders x invoices) of a join on entity with a time condition.
+
+Running totals are kept in int64 (amounts in cents, durations in seconds or whole days): integer
+prefix sums are exact, so a record added after t cannot change a total before t by a rounding
+difference. That is what lets the point-in-time test compare features with ``==``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+NAT = np.iinfo(np.int64).min
+"""How a missing timestamp looks in an int64 nanosecond array."""
+
+_UNITS_NS = (86_400 * 10**9, 10**9, 10**6, 10**3, 1)
+_KEY_LIMIT = 2**62
+
+
+def to_ns(values: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC) as int64, :data:`NAT` where the timestamp is missing.
+
+    Accepts any datetime unit pandas produces (``s``, ``ms``, ``us``, ``ns``); naive timestamps are
+    read as UTC, which is what the canonical model stores.
+    """
+    if not isinstance(values.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(values):
+        values = pd.to_datetime(values, utc=True, format="ISO8601")
+    array = values.array
+    if getattr(array, "tz", None) is not None:
+        array = array.tz_convert("UTC").tz_localize(None)
+    return np.asarray(array.as_unit("ns").asi8, dtype=np.int64)
+
+
+def encode(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in ``index`` (int64), -1 where absent or missing.
+
+    Factorising first and looking up only the distinct values is several times faster than
+    ``index.get_indexer`` on a long column of repeated identifiers.
+    """
+    codes, uniques = pd.factorize(values)
+    if len(uniques) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    lookup = index.get_indexer(uniques).astype(np.int64)
+    return np.where(codes >= 0, lookup[codes], -1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """For each query, the events before its time: positions ``start:stop`` of the sorted events."""
+
+    start: np.ndarray
+    stop: np.ndarray
+
+    @property
+    def count(self) -> np.ndarray:
+        return self.stop - self.start
+
+    def total(self, prefix: np.ndarray) -> np.ndarray:
+        """Sum of a value over the window, from a prefix array made by :meth:`Timeline.prefix`."""
+        return prefix[self.stop] - prefix[self.start]
+
+
+class Timeline:
+    """Events of one kind, each of an entity (an int code) at a time, sorted for as-of queries.
+
+    Args:
+        entity: Entity code per event; events with a negative code (an entity nobody asks about)
+            are dropped.
+        at: Event time, int64 nanoseconds; events with a missing time are dropped.
+        n_entities: Number of entity codes, the bound of ``entity``.
+    """
+
+    def __init__(self, entity: np.ndarray, at: np.ndarray, n_entities: int) -> None:
+        keep = np.flatnonzero((entity >= 0) & (at != NAT))
+        at = at[keep]
+        self.n_events = len(keep)
+        self._ranks: np.ndarray | None = None
+        offset = np.zeros(0, dtype=np.int64)
+        self._origin, self._unit, self._span = 0, 1, 1
+        if len(keep):
+            self._origin = int(at.min())
+            # The coarsest unit every timestamp is a whole multiple of keeps offsets exact and small.
+            self._unit = next(u for u in _UNITS_NS if not np.any((at - self._origin) % u))
+            offset = (at - self._origin) // self._unit
+            self._span = int(offset.max()) + 1
+            if (n_entities + 1) * (self._span + 1) >= _KEY_LIMIT:
+                # Entity and offset do not fit one int64 key: rank the distinct times instead.
+                self._ranks = np.unique(at)
+                offset = np.searchsorted(self._ranks, at)
+                self._span = len(self._ranks)
+        self._stride = self._span + 1
+        keys = entity[keep] * self._stride + offset
+        order = np.argsort(keys, kind="stable")
+        self.positions = keep[order]
+        """For each sorted event, its row in the arrays the timeline was built from."""
+        self._keys = keys[order]
+
+    def prefix(self, values: np.ndarray) -> np.ndarray:
+        """Running totals of a per-event int64 value (aligned with the input rows) in sorted order."""
+        out = np.zeros(self.n_events + 1, dtype=np.int64)
+        np.cumsum(np.asarray(values, dtype=np.int64)[self.positions], out=out[1:])
+        return out
+
+    def before(self, entity: np.ndarray, at: np.ndarray, *, inclusive: bool = False) -> Window:
+        """The events of each query's entity with time < ``at`` (<= with ``inclusive``).
+
+        Queries with a negative entity or a missing time get an empty window.
+        """
+        valid = (entity >= 0) & (at != NAT)
+        at = np.where(valid, at, self._origin)
+        if self._ranks is not None:
+            bound = np.searchsorted(self._ranks, at, side="right" if inclusive else "left")
+        else:
+            delta = at - self._origin
+            # Event offsets are exact multiples of the unit, so "event < t" is "offset < ceil(delta/unit)".
+            bound = delta // self._unit + 1 if inclusive else -(-delta // self._unit)
+            bound = np.clip(bound, 0, self._span)
+        low = np.where(valid, entity, 0) * self._stride
+        high = low + np.where(valid, bound, 0)
+        return Window(self._search(low), self._search(high))
+
+    def latest(self, window: Window) -> np.ndarray:
+        """Input row of the latest event in each window, -1 where the window is empty."""
+        last = np.maximum(window.stop - 1, 0)
+        found = window.stop > window.start
+        if self.n_events == 0:
+            return np.full(len(found), -1, dtype=np.int64)
+        return np.where(found, self.positions[last], -1)
+
+    def _search(self, keys: np.ndarray) -> np.ndarray:
+        # Sorted queries keep the binary searches in cache: an order of magnitude faster on 1M queries.
+        if len(keys) < 2 or np.all(keys[1:] >= keys[:-1]):
+            return np.searchsorted(self._keys, keys, side="left")
+        order = np.argsort(keys, kind="stable")
+        out = np.empty(len(keys), dtype=np.int64)
+        out[order] = np.searchsorted(self._keys, keys[order], side="left")
+        return out

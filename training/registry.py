@@ -1,0 +1,341 @@
+"""Log a training run to MLflow, register the model, and decide whether it becomes the champion.
+
+One call of :func:`log_and_register` makes one MLflow run holding the parameters (data window, data
+hash, feature list), the validation metrics per target, the calibration and precision-recall plots and
+any extra metrics the caller computed (oracle, baselines). The model is registered as a new version
+with a signature and an input example, and gets the alias ``challenger``.
+
+The promotion gate then scores the current ``champion`` on the same validation features and moves the
+``champion`` alias to the new version only if its any-hold PR-AUC is at least the champion's plus a
+margin. The first version of a model becomes champion unopposed. Aliases only: MLflow stages are
+deprecated and never used. A person can still overrule the gate by moving the alias in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from training.errors import FeatureMismatchError
+from training.score import CHALLENGER, CHAMPION, champion_version, connect, load_champion, score
+from training.train import TrainResult
+
+logger = logging.getLogger(__name__)
+
+GATE_METRIC = "pr_auc"
+GATE_TARGET = "any"
+
+FIRST_CHAMPION = "first_champion"
+PROMOTED = "promoted"
+KEPT_CHAMPION = "kept_champion"
+CHAMPION_UNUSABLE = "promoted_champion_unusable"
+
+
+@dataclass(frozen=True)
+class GateComparison:
+    """The promotion gate's evidence and verdict.
+
+    Attributes:
+        decision: ``first_champion``, ``promoted``, ``kept_champion`` or ``promoted_champion_unusable``
+            (the champion could not score the current features, so it could not serve either).
+        challenger_version: the version just registered.
+        challenger_pr_auc: its any-hold PR-AUC on the validation features.
+        champion_version: the version that held the alias before the gate ran, if any.
+        champion_pr_auc: its any-hold PR-AUC on the same features (``None`` when it could not score).
+        margin: the challenger must reach ``champion_pr_auc + margin``.
+        reason: one sentence for people reading the run.
+    """
+
+    decision: str
+    challenger_version: str
+    challenger_pr_auc: float
+    champion_version: str | None
+    champion_pr_auc: float | None
+    margin: float
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision != KEPT_CHAMPION
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """What :func:`log_and_register` registered and decided.
+
+    Attributes:
+        model_name: the registered model.
+        version: the new version number.
+        is_champion: whether the new version now carries the ``champion`` alias.
+        comparison: the promotion gate's evidence and verdict.
+        run_id: the MLflow run holding metrics, plots and the model.
+        model_uri: ``models:/<name>/<version>``.
+    """
+
+    model_name: str
+    version: str
+    is_champion: bool
+    comparison: GateComparison
+    run_id: str
+    model_uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, small enough for an Airflow XCom."""
+        return asdict(self)
+
+
+def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment ``name``, created (or restored from deletion) if needed.
+
+    Safe to call from several runs at once: losing the creation race means the experiment exists.
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+            logger.info("Created MLflow experiment %s (id %s)", name, experiment_id)
+            return experiment_id
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+        logger.warning("Restored deleted MLflow experiment %s (id %s)", name, experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def log_and_register(
+    result: TrainResult,
+    *,
+    model_name: str,
+    tracking_uri: str,
+    experiment_name: str,
+    run_params: dict,
+    extra_metrics: dict,
+    tags: dict,
+    valid_features: pd.DataFrame,
+    valid_labels: pd.DataFrame,
+    artifact_location: str | None = None,
+    margin: float = 0.0,
+    promote_if_champion_unusable: bool = True,
+    run_name: str | None = None,
+) -> RegisteredVersion:
+    """Log one training run, register its model as ``challenger`` and run the promotion gate.
+
+    Args:
+        result: what :func:`training.train.train` returned.
+        model_name: registered model name (``HOLDCAST_MODEL_NAME``).
+        tracking_uri: MLflow tracking and registry URI.
+        experiment_name: the experiment of the run; created on first use.
+        run_params: caller's parameters (dataset, as-of date, DAG run id...), logged with the
+            training parameters.
+        extra_metrics: further metrics, e.g. ``oracle_any_pr_auc`` or ``rule_baseline_any_pr_auc``.
+        tags: tags of the run and of the new model version.
+        valid_features: the validation window's features, the same frame the champion is scored on.
+        valid_labels: their labels (``label_any``, ``label_<reason>``).
+        artifact_location: artifact root of a newly created experiment; ``None`` for MLflow's default.
+        margin: the challenger needs ``PR-AUC >= champion's + margin`` to be promoted (negative to
+            tolerate a small drop).
+        promote_if_champion_unusable: promote when the champion cannot score the current features
+            (it would fail at scoring anyway); otherwise keep it and leave the fix to a person.
+        run_name: optional MLflow run name.
+
+    Returns:
+        The new version, whether it is champion now, and the gate's comparison.
+    """
+    import mlflow
+
+    from training.evaluate import calibration_figure, evaluate_predictions, flatten_metrics, pr_curve_figure
+
+    client = connect(tracking_uri)
+    experiment_id = get_or_create_experiment(client, experiment_name, artifact_location)
+    model = result.model
+    predictions = model.predict_frame(valid_features, explain=False)
+    metrics = evaluate_predictions(predictions, valid_labels, threshold=result.threshold)
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(_run_params(result, run_params))
+        mlflow.log_metrics(_finite({**flatten_metrics(metrics), **extra_metrics}))
+        mlflow.log_dict(
+            {
+                "feature_columns": model.feature_columns,
+                "categorical": model.categorical,
+                "vocabularies": model.vocabularies,
+            },
+            "features.json",
+        )
+        mlflow.log_dict(model.describe(), "targets.json")
+        mlflow.log_figure(calibration_figure(predictions, valid_labels), "plots/calibration.png")
+        mlflow.log_figure(pr_curve_figure(predictions, valid_labels), "plots/pr_curve.png")
+        mlflow.set_tags({str(k): str(v) for k, v in tags.items()})
+
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            signature=model.signature(),
+            input_example=model.input_example(valid_features),
+            registered_model_name=model_name,
+            pip_requirements=_pip_requirements(),
+        )
+        version = str(info.registered_model_version)
+        logger.info("Registered %s version %s from run %s", model_name, version, run_id)
+
+        challenger_pr_auc = metrics[GATE_TARGET][GATE_METRIC]
+        version_tags = {
+            **{str(k): str(v) for k, v in tags.items()},
+            "run_id": run_id,
+            "data_hash": result.data_hash,
+            **{f"window.{k}": v for k, v in result.split.boundaries().items()},
+            f"{GATE_TARGET}_{GATE_METRIC}": f"{challenger_pr_auc:.6f}",
+        }
+        for key, value in version_tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+
+        comparison = _gate(
+            client,
+            model_name,
+            tracking_uri,
+            version,
+            challenger_pr_auc,
+            valid_features,
+            valid_labels,
+            margin=margin,
+            promote_if_champion_unusable=promote_if_champion_unusable,
+            threshold=result.threshold,
+        )
+        mlflow.log_metrics(
+            _finite(
+                {
+                    "gate_challenger_any_pr_auc": comparison.challenger_pr_auc,
+                    "gate_champion_any_pr_auc": comparison.champion_pr_auc,
+                    "gate_delta_any_pr_auc": None
+                    if comparison.champion_pr_auc is None
+                    else comparison.challenger_pr_auc - comparison.champion_pr_auc,
+                    "gate_margin": margin,
+                }
+            )
+        )
+        gate_tags = {
+            "gate.decision": comparison.decision,
+            "gate.reason": comparison.reason,
+            "gate.champion_version": comparison.champion_version or "",
+        }
+        mlflow.set_tags(gate_tags)
+        for key, value in gate_tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+
+    return RegisteredVersion(
+        model_name=model_name,
+        version=version,
+        is_champion=comparison.promoted,
+        comparison=comparison,
+        run_id=run_id,
+        model_uri=f"models:/{model_name}/{version}",
+    )
+
+
+def _gate(
+    client,
+    model_name: str,
+    tracking_uri: str,
+    version: str,
+    challenger_pr_auc: float,
+    valid_features: pd.DataFrame,
+    valid_labels: pd.DataFrame,
+    *,
+    margin: float,
+    promote_if_champion_unusable: bool,
+    threshold: float,
+) -> GateComparison:
+    """Compare the new version with the champion on the same features and move the alias if it wins."""
+    from mlflow.exceptions import MlflowException
+
+    from training.evaluate import evaluate_predictions
+
+    def verdict(decision, champion, champion_pr_auc, reason):
+        if decision != KEPT_CHAMPION:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+        logger.info("Promotion gate for %s version %s: %s (%s)", model_name, version, decision, reason)
+        return GateComparison(decision, version, challenger_pr_auc, champion, champion_pr_auc, margin, reason)
+
+    current = champion_version(model_name, tracking_uri)
+    if current is None:
+        return verdict(FIRST_CHAMPION, None, None, "no champion yet: the first version takes the alias")
+
+    try:
+        champion_model, current = load_champion(model_name, tracking_uri)
+        champion_scores = score(champion_model, valid_features, explain=False)
+    except (FeatureMismatchError, MlflowException, ValueError) as err:
+        logger.warning(
+            "Champion %s version %s cannot score the current features: %s: %s",
+            model_name,
+            current,
+            type(err).__name__,
+            err,
+        )
+        reason = f"champion version {current} cannot score the current features ({type(err).__name__})"
+        if promote_if_champion_unusable:
+            return verdict(CHAMPION_UNUSABLE, current, None, reason)
+        return verdict(KEPT_CHAMPION, current, None, reason + "; promotion of unusable champions is off")
+
+    champion_metrics = evaluate_predictions(champion_scores, valid_labels, threshold=threshold)
+    champion_pr_auc = champion_metrics[GATE_TARGET][GATE_METRIC]
+    if math.isnan(challenger_pr_auc) or math.isnan(champion_pr_auc):
+        reason = "PR-AUC is undefined on the validation labels (a single class); the champion stays"
+        return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
+    needed = champion_pr_auc + margin
+    if challenger_pr_auc >= needed:
+        reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} >= champion's {champion_pr_auc:.4f} + margin {margin}"
+        return verdict(PROMOTED, current, champion_pr_auc, reason)
+    reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} < champion's {champion_pr_auc:.4f} + margin {margin}"
+    return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
+
+
+def _run_params(result: TrainResult, run_params: dict) -> dict[str, Any]:
+    """Caller's parameters, training settings, data window and hash, in MLflow's flat string form."""
+    features = result.model.feature_columns
+    params = {
+        **{f"train.{k}": v for k, v in result.params.items()},
+        **{f"window.{k}": v for k, v in result.split.boundaries().items()},
+        "data_hash": result.data_hash,
+        "n_fit": len(result.split.fit_ids),
+        "n_calibration": len(result.split.calib_ids),
+        "n_valid": len(result.split.valid_ids),
+        "n_features": len(features),
+        "categorical": ",".join(result.model.categorical),
+        "threshold": result.threshold,
+        **run_params,
+    }
+    # MLflow caps a parameter at 6000 characters; the full list is always in features.json.
+    feature_list = ",".join(features)
+    params["feature_list"] = feature_list if len(feature_list) <= 6000 else feature_list[:5980] + ",...(see features.json)"
+    return {str(k): json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    """Drop metrics that are missing or not finite: MLflow's UI charts them badly and they carry nothing."""
+    out = {}
+    for key, value in metrics.items():
+        if value is None:
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            out[str(key)] = value
+    return out
+
+
+def _pip_requirements() -> list[str]:
+    """The packages the pyfunc needs, pinned; given explicitly so MLflow does not load the model to infer them."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "lightgbm", "numpy", "pandas")]
