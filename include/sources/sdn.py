@@ -10,7 +10,8 @@ of :data:`SDN_COLUMNS`. Its habits, all handled here:
   contain apostrophes ("AL-QA'IDA"); an alias ends at a quote followed by ``;``, ``,``, ``.`` or the end.
   The CSV truncates long Remarks, so an alias cut off without its closing quote is dropped;
 - lines end in CRLF and the file ends with a DOS end-of-file byte (0x1A) on a line of its own: that is
-  not a record and not an error.
+  not a record and not an error. Every field is always written, so an empty field marks a short or
+  cut-off record (a truncated download) and is refused, as are bad or repeated entry numbers.
 
 Country: the list has no country column (addresses ship in a separate file, ``add.csv``, not read here).
 ``country`` is the first (primary, not ``alt.``) ``nationality X`` found in Remarks, as an ISO alpha-2
@@ -81,8 +82,9 @@ def read_sdn(path: str | Path = SDN_LIST) -> pd.DataFrame:
         and ``aliases`` (``;``-joined), passed through :func:`include.canonical.coerce`.
 
     Raises:
-        SdnFormatError: a record does not split into the 12 fields, or an entry number is missing, not a
-            whole number or repeated, or a name is missing. The message names the record.
+        SdnFormatError: a record does not split into the 12 fields or has an empty one, or an entry
+            number is missing, not a whole number or repeated, or a name is missing. The message names
+            the records.
     """
     import pandas as pd
 
@@ -100,8 +102,10 @@ def read_sdn(path: str | Path = SDN_LIST) -> pd.DataFrame:
     if raw.shape[1] != len(SDN_COLUMNS):
         raise SdnFormatError(f"SDN {source}: {raw.shape[1]} fields per record, expected {len(SDN_COLUMNS)}")
     raw.columns = list(SDN_COLUMNS)
-    sdn = raw.apply(_sdn_value)
-    _check_entries(sdn, source)
+    stripped = raw.apply(lambda values: values.str.strip())
+    # The list writes -0- for a null, so an empty field means a short record: a cut-off download ends so.
+    _check_entries(stripped, source)
+    sdn = stripped.mask(stripped == SDN_NULL)
 
     remarks = sdn["Remarks"]
     nationality = remarks.str.extract(_NATIONALITY, expand=False).str.strip().str.rstrip(".").str.strip()
@@ -127,19 +131,19 @@ def read_sdn(path: str | Path = SDN_LIST) -> pd.DataFrame:
     return entries
 
 
-def _sdn_value(values: pd.Series) -> pd.Series:
-    """Strip a field and turn the list's null (and an empty field) into a missing value."""
-    stripped = values.str.strip()
-    return stripped.mask(stripped.isin([SDN_NULL, ""]))
+def _check_entries(fields: pd.DataFrame, source: str) -> None:
+    """Refuse short records and records without a usable entry number or name, naming the first few.
 
-
-def _check_entries(sdn: pd.DataFrame, source: str) -> None:
-    """Refuse records without a usable entry number or name, naming the first few (1-based)."""
-    ent_num = sdn["ent_num"]
+    ``fields`` holds the stripped text of every field; records are counted from 1.
+    """
+    ent_num = fields["ent_num"]
     faults = {
-        "entry number is missing or not a whole number": ~ent_num.fillna("").str.fullmatch(r"[0-9]+"),
-        "entry number repeats": ent_num.notna() & ent_num.duplicated(keep=False),
-        "name is missing": sdn["SDN_Name"].isna(),
+        "entry number is missing or not a whole number": ~ent_num.str.fullmatch(r"[0-9]+"),
+        "entry number repeats": ent_num.duplicated(keep=False),
+        "name is missing": fields["SDN_Name"].isin([SDN_NULL, ""]),
+        "field is empty (short or cut-off record; the list writes -0- for a null)": (fields == "").any(
+            axis=1
+        ),
     }
     found = [
         f"{rule} at record(s) {[int(i) + 1 for i in mask[mask].index[:5]]}"
