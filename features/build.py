@@ -238,7 +238,9 @@ def _families(families: Iterable[str] | None) -> set[str]:
     wanted = set(families)
     unknown = wanted - set(FEATURE_FAMILIES)
     if unknown:
-        raise FeatureInputError(f"unknown feature families {sorted(unknown)}; known: {list(FEATURE_FAMILIES)}")
+        raise FeatureInputError(
+            f"unknown feature families {sorted(unknown)}; known: {list(FEATURE_FAMILIES)}"
+        )
     return wanted
 
 
@@ -525,13 +527,13 @@ def _order_behaviour(history: pd.DataFrame, lines: pd.DataFrame, q: _Orders) -> 
 
     own_amount = _number(q.frame, "amount")
     pos = lines["pos"].to_numpy()
-    # No line at all means the source has no lines (unknown); an order without lines in a source that has
-    # them has 0.
-    n_lines = np.zeros(len(q)) if len(lines) else np.full(len(q), np.nan)
-    np.add.at(n_lines, pos, 1)
-    n_products = np.where(np.isnan(n_lines), np.nan, 0.0)
-    distinct = np.unique(pos * (len(lines.attrs["products"]) + 1) + lines["product"].to_numpy()) if len(lines) else pos
-    np.add.at(n_products, distinct // (len(lines.attrs["products"]) + 1) if len(lines) else pos, 1)
+    # Without any line the source has no lines (unknown); an order without lines among others has 0.
+    n_lines = np.full(len(q), np.nan)
+    n_products = np.full(len(q), np.nan)
+    if len(lines):
+        n_lines = np.bincount(pos, minlength=len(q)).astype(np.float64)
+        distinct = lines[["pos", "product"]].drop_duplicates()
+        n_products = np.bincount(distinct["pos"].to_numpy(), minlength=len(q)).astype(np.float64)
     deviation = np.abs(lines["unit_price"] - lines["list_price"]) / lines["list_price"].where(
         lines["list_price"] > 0
     )
