@@ -101,8 +101,13 @@ def generate_demo_erp(home: Path, orders: int, seed: int, as_of: str, env: dict[
     marker.write_text(json.dumps(wanted))
 
 
+def airflow_executable() -> str:
+    """The ``airflow`` command of the interpreter running this module (the project's virtual environment)."""
+    return str(Path(sys.executable).with_name("airflow"))
+
+
 def run_chain(as_of: str, env: dict[str, str], log: Path, dags: tuple[str, ...] = DAG_CHAIN) -> None:
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    airflow = airflow_executable()
     for dag_id in dags:
         _run([airflow, "dags", "test", dag_id, as_of], env, log)
 
@@ -176,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     log = home / f"demo-{args.dataset}.log"
     started = time.monotonic()
     print(f"holdcast demo: dataset {args.dataset}, interval {as_of}, home {home} (full output: {log})")
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    _run([airflow, "db", "migrate"], env, log)
+    _run([airflow_executable(), "db", "migrate"], env, log)
     if args.dataset == "demo":
         generate_demo_erp(home, args.orders, args.seed, as_of, env, log)
     run_chain(as_of, env, log)
