@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from include import canonical
 
@@ -150,57 +150,68 @@ def decide(
     Returns:
         A frame with :data:`DECISION_COLUMNS`, one row per order.
     """
+    import numpy as np
     import pandas as pd
 
     from features.evidence import evidence_for
 
-    rows: list[dict[str, Any]] = []
-    reason_cols = [f"p_{r}" for r in canonical.HOLD_REASONS if f"p_{r}" in scores.columns]
-    for order_id, score in scores.iterrows():
-        risk = float(score["p_any"])
-        band = policy.band_of(risk)
-        at_risk = band in policy.at_risk_bands
-        named = sorted(
-            ((col.removeprefix("p_"), float(score[col])) for col in reason_cols),
-            key=lambda kv: -kv[1],
-        )
-        reasons = [(r, p) for r, p in named if p >= policy.reason_min_probability]
-        if at_risk and not reasons and named:
-            reasons = named[:1]
-        top = reasons[0][0] if reasons else canonical.UNSPECIFIED_REASON
-        factors = [name for name, _ in json.loads(score.get("top_factors") or "[]")]
-        evidence = evidence_for(features.loc[order_id], factors) if factors else []
-        row = {
-            "order_id": str(order_id),
-            "customer_id": customer_of.get(str(order_id)),
-            "risk": round(risk, 6),
+    features = features.reindex(scores.index)
+    reasons_known = [r for r in canonical.HOLD_REASONS if f"p_{r}" in scores.columns]
+    risk = scores["p_any"].to_numpy(dtype=float)
+    lows = np.array([b.min for b in policy.bands])
+    band_names = np.array([b.name for b in policy.bands])
+    # Bands are ordered high to low: the first band whose floor the risk reaches.
+    band = band_names[np.argmax(risk[:, None] >= lows[None, :], axis=1)]
+    at_risk = np.isin(band, list(policy.at_risk_bands))
+
+    probs = scores[[f"p_{r}" for r in reasons_known]].to_numpy(dtype=float)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    named_lists = []
+    for i in range(len(scores)):
+        ranked = [(reasons_known[k], probs[i, k]) for k in order[i]]
+        named = [(r, p) for r, p in ranked if p >= policy.reason_min_probability]
+        if at_risk[i] and not named and ranked:
+            named = ranked[:1]
+        named_lists.append(named)
+    top = [named[0][0] if named else canonical.UNSPECIFIED_REASON for named in named_lists]
+
+    # Evidence is worked out for the orders someone will look at: the at-risk ones.
+    evidence = ["[]"] * len(scores)
+    factors = scores["top_factors"] if "top_factors" in scores.columns else None
+    if factors is not None:
+        for i in np.flatnonzero(at_risk):
+            names = [name for name, _ in json.loads(factors.iloc[i] or "[]")]
+            if names:
+                evidence[i] = json.dumps(evidence_for(features.iloc[i], names))
+
+    frame = pd.DataFrame(
+        {
+            "order_id": scores.index.astype(str),
+            "customer_id": [customer_of.get(str(o)) for o in scores.index],
+            "risk": np.round(risk, 6),
             "band": band,
             "at_risk": at_risk,
-            "reasons": json.dumps([[r, round(p, 4)] for r, p in reasons]),
-            "evidence": json.dumps(evidence),
-            "team": policy.teams[top] if at_risk else None,
-            "suggested_action": policy.actions[top] if at_risk else None,
+            "reasons": [json.dumps([[r, round(float(p), 4)] for r, p in named]) for named in named_lists],
+            "evidence": evidence,
+            "team": [policy.teams[t] if flag else None for t, flag in zip(top, at_risk)],
+            "suggested_action": [policy.actions[t] if flag else None for t, flag in zip(top, at_risk)],
             "model_name": model_name,
             "model_version": str(model_version),
             "policy_version": policy.version,
             "as_of": as_of,
         }
-        row["decision_hash"] = _hash(row)
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=DECISION_COLUMNS)
-    logger.info(
-        "Decided %s orders under policy %s: %s at risk",
-        len(frame),
-        policy.version,
-        int(frame["at_risk"].sum()),
     )
-    return frame
+    frame["decision_hash"] = _hashes(frame)
+    logger.info(
+        "Decided %s orders under policy %s: %s at risk", len(frame), policy.version, int(at_risk.sum())
+    )
+    return frame[DECISION_COLUMNS]
 
 
-def _hash(row: dict[str, Any]) -> str:
+def _hashes(frame: pd.DataFrame) -> list[str]:
     """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news."""
-    shown = {
-        k: row[k]
-        for k in ("risk", "band", "reasons", "evidence", "team", "suggested_action", "model_version")
-    }
-    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
+    shown = frame[["risk", "band", "reasons", "evidence", "team", "suggested_action", "model_version"]]
+    return [
+        hashlib.sha256(json.dumps(list(row), default=str).encode()).hexdigest()[:16]
+        for row in shown.itertuples(index=False)
+    ]
