@@ -59,6 +59,11 @@ class Policy:
     teams: dict[str, str]
     actions: dict[str, str]
 
+    @property
+    def lowest_at_risk_min(self) -> float:
+        """The smallest probability that can put an order in an at-risk band."""
+        return min((b.min for b in self.bands if b.name in self.at_risk_bands), default=1.0)
+
     def band_of(self, risk: float) -> str:
         for band in self.bands:
             if risk >= band.min:

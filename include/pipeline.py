@@ -6,7 +6,6 @@ counts, paths) for XCom: never a data frame. DAG files only call these.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import datetime, timezone
@@ -81,17 +80,11 @@ def _load_snapshot(path: Path) -> tuple[Any, Any, Any]:
     )
 
 
-def _data_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("features.parquet", "labels.parquet"):
-        digest.update((path / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _mlflow_setup() -> str:
     import os
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uri = config.MLFLOW_TRACKING_URI.get()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -106,68 +99,69 @@ def train_model(as_of: datetime) -> dict[str, Any]:
 
     path, snap_as_of = warehouse.latest_features_dir(as_of)
     features, labels, orders = _load_snapshot(path)
-    trainable = labels.index[labels["complete"] & (orders.loc[labels.index, "status"] == "closed")]
+    trainable = labels.index[labels["trainable"]]
     if len(trainable) == 0:
         raise ValueError(f"feature snapshot {path} has no order with a known outcome to train on")
     x = features.loc[trainable, FEATURE_COLUMNS]
     y = labels.loc[trainable]
-    created = orders.loc[trainable, "created_at"]
-    result = train(x, y, created, categorical=list(CATEGORICAL_COLUMNS))
+    result = train(x, y, orders.loc[trainable, "created_at"], categorical=list(CATEGORICAL_COLUMNS))
 
-    valid_ids = result.valid_index
-    extra = _baselines(result, orders.loc[valid_ids], orders.loc[result.train_index], y, x)
-    extra.update(_oracle(valid_ids, y))
+    split = result.split
+    extra = _baselines(orders, y, x, split.fit_ids.append(split.calib_ids), split.valid_ids)
+    extra.update(_oracle(split.valid_ids, y))
     label = warehouse.as_of_label(snap_as_of)
-    tags = {
-        "holdcast.dataset": config.HOLDCAST_DATASET.get(),
-        "holdcast.features_as_of": label,
-        "holdcast.data_hash": _data_hash(path),
-    }
+    dataset = config.HOLDCAST_DATASET.get()
     run_params = {
-        "dataset": config.HOLDCAST_DATASET.get(),
+        "dataset": dataset,
         "features_as_of": label,
-        "train_rows": len(result.train_index),
-        "valid_rows": len(valid_ids),
         "label_horizon_days": config.HOLDCAST_LABEL_HORIZON_DAYS.get(),
-        "data_hash": tags["holdcast.data_hash"],
+        "trainable_orders": len(trainable),
     }
     registered = log_and_register(
         result,
         model_name=config.HOLDCAST_MODEL_NAME.get(),
         tracking_uri=_mlflow_setup(),
-        experiment_name=f"holdcast-{config.HOLDCAST_DATASET.get()}",
+        experiment_name=f"holdcast-{dataset}",
         artifact_location=config.HOLDCAST_MLFLOW_ARTIFACTS.get(),
         run_params=run_params,
         extra_metrics=extra,
-        tags=tags,
-        valid_features=x.loc[valid_ids],
-        valid_labels=y.loc[valid_ids],
+        tags={"holdcast.dataset": dataset, "holdcast.features_as_of": label},
+        valid_features=x.loc[split.valid_ids],
+        valid_labels=y.loc[split.valid_ids],
     )
     summary = {
         "as_of": label,
         "model_version": str(registered.version),
         "is_champion": bool(registered.is_champion),
         "run_id": registered.run_id,
-        "valid_pr_auc": result.metrics["any"]["pr_auc"],
-        **{k: v for k, v in extra.items() if isinstance(v, float)},
+        "any_pr_auc": result.metrics["any"]["pr_auc"],
+        **{k: v for k, v in extra.items() if k.endswith("pr_auc")},
     }
     logger.info("Trained: %s", summary)
     return summary
 
 
-def _baselines(result, valid_orders, train_orders, labels, features) -> dict[str, float]:
-    """Baselines on the same validation window: a group hold rate, and the static credit rule if it applies."""
+def _baselines(orders, labels, features, train_ids, valid_ids) -> dict[str, float]:
+    """Simple baselines on the same validation window as the model.
+
+    - the hold rate of the order's customer segment and payment method in the training window;
+    - the ERP's static credit rule (exposure over the credit limit), where credit data exists.
+    """
     from training import evaluate
 
-    y_valid = labels.loc[result.valid_index, "label_any"]
-    out: dict[str, float] = {}
-    train_frame = train_orders.assign(label_any=labels.loc[result.train_index, "label_any"].to_numpy())
-    rate = evaluate.group_rate_baseline(train_frame, valid_orders, ["segment", "payment_method"], "label_any")
-    for name, value in evaluate.binary_metrics(y_valid.to_numpy(), rate.to_numpy()).items():
-        out[f"baseline_segment_payment_{name}"] = float(value)
-    if "utilisation" in features.columns and features.loc[result.valid_index, "utilisation"].notna().any():
-        rule = (features.loc[result.valid_index, "utilisation"].fillna(0) > 1.0).astype(float)
-        for name, value in evaluate.binary_metrics(y_valid.to_numpy(), rule.to_numpy()).items():
+    y_valid = labels.loc[valid_ids, "label_any"].to_numpy()
+    train_frame = orders.loc[train_ids].assign(label_any=labels.loc[train_ids, "label_any"].to_numpy())
+    rate = evaluate.group_rate_baseline(
+        train_frame, orders.loc[valid_ids], ["segment", "payment_method"], "label_any"
+    )
+    out = {
+        f"baseline_segment_payment_{name}": float(value)
+        for name, value in evaluate.binary_metrics(y_valid, rate.to_numpy()).items()
+    }
+    utilisation = features.loc[valid_ids, "utilisation"] if "utilisation" in features.columns else None
+    if utilisation is not None and utilisation.notna().any():
+        rule = evaluate.rule_baseline((utilisation.fillna(0) > 1.0).astype(float))
+        for name, value in evaluate.binary_metrics(y_valid, rule.to_numpy()).items():
             out[f"baseline_credit_rule_{name}"] = float(value)
     return out
 
@@ -219,9 +213,10 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
     features, _, orders = _load_snapshot(path)
     open_ids = orders.index[orders["status"] == "open"]
     model_name = config.HOLDCAST_MODEL_NAME.get()
-    model, version = load_champion(model_name, _mlflow_setup())
-    scores = score(model, features.loc[open_ids, FEATURE_COLUMNS])
     policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
+    model, version = load_champion(model_name, _mlflow_setup())
+    # Explanations are costly; only orders that can land in an at-risk band need them.
+    scores = score(model, features.loc[open_ids, FEATURE_COLUMNS], explain_min_p=policy.lowest_at_risk_min)
     label = warehouse.as_of_label(as_of)
     decisions = decide(
         scores,

@@ -88,7 +88,11 @@ def evaluate_predictions(
 
 def flatten_metrics(metrics: dict[str, dict[str, float]], prefix: str = "") -> dict[str, float]:
     """``{"any": {"pr_auc": x}}`` becomes ``{"<prefix>any_pr_auc": x}``, the form MLflow logs."""
-    return {f"{prefix}{target}_{name}": value for target, values in metrics.items() for name, value in values.items()}
+    return {
+        f"{prefix}{target}_{name}": value
+        for target, values in metrics.items()
+        for name, value in values.items()
+    }
 
 
 def oracle_metrics(true_p, y) -> dict[str, float]:
@@ -147,7 +151,9 @@ def rule_baseline(scores: pd.Series) -> pd.Series:
     """
     out = pd.to_numeric(scores, errors="raise").astype("float64").fillna(0.0)
     if ((out < 0) | (out > 1)).any():
-        raise ValueError(f"rule scores must lie in [0, 1]; {scores.name or 'scores'} has {out.min()}..{out.max()}")
+        raise ValueError(
+            f"rule scores must lie in [0, 1]; {scores.name or 'scores'} has {out.min()}..{out.max()}"
+        )
     return out
 
 
@@ -170,7 +176,9 @@ def calibration_figure(
         y = labels[f"label_{target}"].to_numpy()
         if y.min() == y.max():
             continue
-        observed, predicted = calibration_curve(y, predictions[f"p_{target}"], n_bins=n_bins, strategy="quantile")
+        observed, predicted = calibration_curve(
+            y, predictions[f"p_{target}"], n_bins=n_bins, strategy="quantile"
+        )
         ax.plot(predicted, observed, marker="o", markersize=3, linewidth=1.2, label=target)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed hold rate")

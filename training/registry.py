@@ -158,6 +158,19 @@ def log_and_register(
     client = connect(tracking_uri)
     experiment_id = get_or_create_experiment(client, experiment_name, artifact_location)
     model = result.model
+    if not valid_features.index.equals(result.split.valid_ids):
+        logger.warning(
+            "The %d validation order(s) given differ from the %d of the training's validation window; "
+            "metrics and the gate use the ones given",
+            len(valid_features),
+            len(result.split.valid_ids),
+        )
+    # The champion is scored on the features this training used, which the pipeline now produces:
+    # columns that are not features (ids, timestamps) must not make it look unusable.
+    missing = [c for c in model.feature_columns if c not in valid_features.columns]
+    if missing:
+        raise FeatureMismatchError(missing=missing, where="trained model")
+    valid_features = valid_features.loc[:, model.feature_columns]
     predictions = model.predict_frame(valid_features, explain=False)
     metrics = evaluate_predictions(predictions, valid_labels, threshold=result.threshold)
 
@@ -295,7 +308,9 @@ def _gate(
         return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
     needed = champion_pr_auc + margin
     if challenger_pr_auc >= needed:
-        reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} >= champion's {champion_pr_auc:.4f} + margin {margin}"
+        reason = (
+            f"any-hold PR-AUC {challenger_pr_auc:.4f} >= champion's {champion_pr_auc:.4f} + margin {margin}"
+        )
         return verdict(PROMOTED, current, champion_pr_auc, reason)
     reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} < champion's {champion_pr_auc:.4f} + margin {margin}"
     return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
@@ -318,7 +333,9 @@ def _run_params(result: TrainResult, run_params: dict) -> dict[str, Any]:
     }
     # MLflow caps a parameter at 6000 characters; the full list is always in features.json.
     feature_list = ",".join(features)
-    params["feature_list"] = feature_list if len(feature_list) <= 6000 else feature_list[:5980] + ",...(see features.json)"
+    params["feature_list"] = (
+        feature_list if len(feature_list) <= 6000 else feature_list[:5980] + ",...(see features.json)"
+    )
     return {str(k): json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
 
 
@@ -335,7 +352,7 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _pip_requirements() -> list[str]:
-    """The packages the pyfunc needs, pinned; given explicitly so MLflow does not load the model to infer them."""
+    """The packages the pyfunc needs, pinned: given, so MLflow does not load the model to infer them."""
     from importlib.metadata import version
 
     return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "lightgbm", "numpy", "pandas")]

@@ -105,7 +105,7 @@ def check_features(model, features: pd.DataFrame) -> list[str]:
 
 
 def conform_to_schema(model, features: pd.DataFrame) -> pd.DataFrame:
-    """Cast features to the plain dtypes of a pyfunc's input schema: text for ``string``, float64 for ``double``.
+    """Cast features to the dtypes of a pyfunc's input schema: text for ``string``, float64 for ``double``.
 
     MLflow's schema enforcement refuses a pandas ``category`` column for a ``string`` input and nullable
     integer columns for ``double``; the model encodes categories by value, so casting loses nothing.
@@ -128,13 +128,15 @@ def conform_to_schema(model, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=features.index)
 
 
-def score(model, features: pd.DataFrame, *, explain: bool = True) -> pd.DataFrame:
+def score(model, features: pd.DataFrame, *, explain: bool = True, explain_min_p: float = 0.0) -> pd.DataFrame:
     """Score orders with a loaded model (a pyfunc or an in-memory HoldRiskModel).
 
     Args:
         model: from :func:`load_champion`, or a :class:`training.model.HoldRiskModel`.
         features: one row per order, index ``order_id``, exactly the model's feature columns.
         explain: compute ``top_factors``; without it they are empty lists and scoring is much cheaper.
+        explain_min_p: explain only orders whose ``p_any`` reaches this (e.g. the lowest policy
+            threshold); the others get an empty list.
 
     Returns:
         Index ``order_id``; ``p_any``, ``p_<reason>`` per hold reason, ``top_factors`` (JSON text).
@@ -143,10 +145,11 @@ def score(model, features: pd.DataFrame, *, explain: bool = True) -> pd.DataFram
         FeatureMismatchError: the feature columns differ from the model's input schema.
     """
     columns = check_features(model, features)
+    options = {"explain": explain, "explain_min_p": float(explain_min_p)}
     if hasattr(model, "predict_frame"):
-        out = model.predict_frame(features[columns], explain=explain)
+        out = model.predict_frame(features[columns], **options)
     else:
-        params = {"explain": explain} if model.metadata.get_params_schema() is not None else None
+        params = options if model.metadata.get_params_schema() is not None else None
         out = model.predict(conform_to_schema(model, features[columns]), params=params)
     out = pd.DataFrame(out)
     if len(out) != len(features):

@@ -22,12 +22,15 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from include.canonical import HOLD_REASONS
 from training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from training.model import HoldRiskModel
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +90,9 @@ class TimeSplit:
         }
 
 
-def time_split(created_at: pd.Series, *, valid_fraction: float = 0.2, calib_fraction: float = 0.2) -> TimeSplit:
+def time_split(
+    created_at: pd.Series, *, valid_fraction: float = 0.2, calib_fraction: float = 0.2
+) -> TimeSplit:
     """Split orders by creation time into fit, calibration and validation windows.
 
     The last ``valid_fraction`` of orders (by ``created_at``) form the validation window and the last
@@ -100,11 +105,14 @@ def time_split(created_at: pd.Series, *, valid_fraction: float = 0.2, calib_frac
         calib_fraction: share of the training window used for calibration, in (0, 1).
 
     Raises:
-        TrainingError: a fraction is out of range, a timestamp is missing, or a window would be empty.
+        TrainingError: a fraction is out of range, a value is not a timestamp or is missing, or a
+            window would be empty.
     """
     for name, value in (("valid_fraction", valid_fraction), ("calib_fraction", calib_fraction)):
         if not 0.0 < value < 1.0:
             raise TrainingError(f"{name} must be strictly between 0 and 1; got {value}")
+    if not pd.api.types.is_datetime64_any_dtype(created_at):
+        raise TrainingError(f"created_at must hold timestamps; got dtype {created_at.dtype}")
     if created_at.isna().any():
         raise TrainingError(f"created_at is missing for {int(created_at.isna().sum())} order(s)")
     if created_at.index.has_duplicates:
@@ -154,7 +162,7 @@ class TrainResult:
         threshold: the decision threshold of the precision and recall metrics.
     """
 
-    model: Any
+    model: HoldRiskModel
     split: TimeSplit
     valid_predictions: pd.DataFrame
     metrics: dict[str, dict[str, float]]
@@ -208,9 +216,7 @@ def train(
         TrainingError: the frames do not line up, a label column is missing or not 0/1, a window is
             empty, or the ``any`` target has too few positives to learn from.
     """
-    import lightgbm as lgb
-
-    from training.evaluate import evaluate_predictions
+    # training.model goes first: it sets the OpenMP wait policy that must precede loading lightgbm.
     from training.model import (
         ANY_TARGET,
         HoldRiskModel,
@@ -219,6 +225,10 @@ def train(
         encode_features,
         fit_calibrator,
     )
+
+    import lightgbm as lgb  # isort: skip
+
+    from training.evaluate import evaluate_predictions
 
     feature_columns = [str(c) for c in features.columns]
     categorical = list(categorical)

@@ -79,7 +79,10 @@ STREET_WORDS = (
 )  # fmt: skip
 STREET_KINDS = ("Street", "Road", "Way", "Lane", "Avenue", "Park")
 
-# Legal-form tokens a near miss may swap at the end of a listed name.
+_LEGAL_ENDINGS = frozenset(
+    {"LTD", "LTD.", "LLC", "LIMITED", "CO", "CO.", "INC", "INC.", "JSC", "S.A.", "GMBH", "FZE", "CORP."}
+)
+# Legal forms a near miss may put at the end of a listed name.
 NEAR_MISS_SUFFIXES = ("LTD", "LLC", "LIMITED", "CO", "GMBH", "INC", "TRADING LLC", "GROUP")
 
 
@@ -114,7 +117,9 @@ def company_names(rng: np.random.Generator, countries: np.ndarray) -> np.ndarray
     second = _pick(rng, SURNAMES, n)
     form = _per_country(rng, countries, LEGAL_FORMS, DEFAULT_LEGAL_FORMS)
     shape = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    stem = np.where(shape == 0, brand + " " + trade, np.where(shape == 1, first + " " + trade, first + " & " + second))
+    stem = np.select(
+        [shape == 0, shape == 1], [brand + " " + trade, first + " " + trade], first + " & " + second
+    )
     return (stem + " " + form).astype(object)
 
 
@@ -171,8 +176,7 @@ def _swap_words(rng: np.random.Generator, name: str) -> str:
 
 def _change_suffix(rng: np.random.Generator, name: str) -> str:
     words = name.replace(",", "").split()
-    known = {"LTD", "LTD.", "LLC", "LIMITED", "CO", "CO.", "INC", "INC.", "JSC", "S.A.", "GMBH", "FZE", "CORP."}
-    while len(words) > 1 and words[-1].upper() in known:
+    while len(words) > 1 and words[-1].upper() in _LEGAL_ENDINGS:
         words.pop()
     suffix = NEAR_MISS_SUFFIXES[rng.integers(0, len(NEAR_MISS_SUFFIXES))]
     return " ".join([*words, suffix])

@@ -63,7 +63,8 @@ def read_sdn(path: Path) -> pd.DataFrame:
         if not fields:
             continue
         if len(fields) != len(SDN_COLUMNS):
-            raise SdnFormatError(f"{path.name} line {line_no}: {len(fields)} fields, expected {len(SDN_COLUMNS)}")
+            expected = len(SDN_COLUMNS)
+            raise SdnFormatError(f"{path.name} line {line_no}: {len(fields)} fields, expected {expected}")
         if not fields[0].strip().isdigit():
             raise SdnFormatError(f"{path.name} line {line_no}: ent_num {fields[0]!r} is not a whole number")
         rows.append([None if f.strip() == SDN_NULL.strip() else f for f in fields])
@@ -133,7 +134,11 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
 def normalise_names(names: pd.Series) -> pd.Series:
     """Upper case, punctuation to spaces, legal forms, connecting words and single letters dropped."""
     cleaned = names.astype("string").fillna("").str.upper().str.replace(r"[^A-Z0-9 ]", " ", regex=True)
-    return cleaned.str.split().map(lambda words: " ".join(w for w in words if len(w) > 1 and w not in _NOISE_TOKENS))
+    return cleaned.str.split().map(lambda words: " ".join(w for w in words if _carries_identity(w)))
+
+
+def _carries_identity(word: str) -> bool:
+    return len(word) > 1 and word not in _NOISE_TOKENS
 
 
 def screening_scores(names: pd.Series, listed: pd.Series) -> tuple[np.ndarray, np.ndarray]:

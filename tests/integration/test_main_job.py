@@ -54,7 +54,7 @@ def test_model_registered_with_aliases(world):
     model = client.get_registered_model("holdcast_hold_risk")
     assert model.aliases == {"champion": "1", "challenger": "1"}
     version = client.get_model_version_by_alias("holdcast_hold_risk", "champion")
-    assert client.get_run(version.run_id).data.metrics["valid_any_pr_auc"] > 0
+    assert client.get_run(version.run_id).data.metrics["any_pr_auc"] > 0
 
 
 def test_every_open_order_has_exactly_one_status(world):

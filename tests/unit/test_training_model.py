@@ -25,7 +25,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    return train(data.features, data.labels, data.created_at, categorical=data.categorical, num_boost_round=120).model
+    return train(
+        data.features, data.labels, data.created_at, categorical=data.categorical, num_boost_round=120
+    ).model
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,9 @@ def baseline(model, data):
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     b = b.loc[a.index]
-    np.testing.assert_array_equal(a.drop(columns="top_factors").to_numpy(), b.drop(columns="top_factors").to_numpy())
+    np.testing.assert_array_equal(
+        a.drop(columns="top_factors").to_numpy(), b.drop(columns="top_factors").to_numpy()
+    )
     assert a["top_factors"].tolist() == b["top_factors"].tolist()
 
 
@@ -60,10 +64,29 @@ def test_top_factors_are_the_largest_positive_contributions(baseline, data):
     assert max(lengths) == 5
 
 
+def test_top_factors_match_the_boosters_own_contributions(model, data, baseline):
+    rows = data.features.head(200)
+    contrib = model.targets["any"].booster.predict(model.encode(rows), pred_contrib=True)[:, :-1]
+    for i, text in enumerate(baseline["top_factors"].head(200)):
+        ranked = sorted(zip(model.feature_columns, contrib[i], strict=True), key=lambda p: -p[1])
+        expected = [[name, round(value, 4)] for name, value in ranked[:5] if round(value, 4) > 0]
+        assert json.loads(text) == expected
+
+
+def test_only_orders_at_or_above_explain_min_p_are_explained(model, data, baseline):
+    cut = float(baseline["p_any"].median())
+    out = model.predict(None, data.features, params={"explain_min_p": cut})
+    above = baseline["p_any"] >= cut
+    assert out.loc[above, "top_factors"].tolist() == baseline.loc[above, "top_factors"].tolist()
+    assert (out.loc[~above, "top_factors"] == "[]").all()
+    assert above.sum() and (~above).sum()
+
+
 def test_top_factors_can_be_skipped(model, data):
     out = model.predict(None, data.features.head(4), params={"explain": False})
     assert out["top_factors"].tolist() == ["[]"] * 4
-    _same(out.drop(columns="top_factors"), model.predict_frame(data.features.head(4)).drop(columns="top_factors"))
+    full = model.predict_frame(data.features.head(4))
+    pd.testing.assert_frame_equal(out.drop(columns="top_factors"), full.drop(columns="top_factors"))
 
 
 def test_reason_with_too_few_positives_gets_a_constant_prior(model, baseline):
@@ -116,7 +139,9 @@ def test_columns_are_taken_by_name(model, data, baseline):
 
 
 def test_missing_feature_raises_naming_it(model, data):
-    with pytest.raises(FeatureMismatchError, match=r"missing feature column\(s\) \['segment', 'utilisation'\]"):
+    with pytest.raises(
+        FeatureMismatchError, match=r"missing feature column\(s\) \['segment', 'utilisation'\]"
+    ):
         model.predict(None, data.features.drop(columns=["utilisation", "segment"]))
 
 
@@ -156,8 +181,12 @@ def test_signature_types_categoricals_as_string_and_numerics_as_double(model):
 
 def test_training_is_deterministic(data):
     small = make_orders(1500, seed=4)
-    first = train(small.features, small.labels, small.created_at, categorical=small.categorical, num_boost_round=60)
-    again = train(small.features, small.labels, small.created_at, categorical=small.categorical, num_boost_round=60)
+    first = train(
+        small.features, small.labels, small.created_at, categorical=small.categorical, num_boost_round=60
+    )
+    again = train(
+        small.features, small.labels, small.created_at, categorical=small.categorical, num_boost_round=60
+    )
     _same(first.model.predict_frame(small.features), again.model.predict_frame(small.features))
 
 
@@ -167,7 +196,7 @@ def _miscalibrated(n: int, seed: int):
     y = (rng.random(n) < true_p).astype(int)
     # Overconfident and shifted log-odds: what an overfitted booster hands the calibrator.
     raw = 2.5 * np.log(true_p / (1 - true_p)) + 1.0
-    return raw, y
+    return raw, y, true_p
 
 
 def _brier(p, y) -> float:
@@ -176,13 +205,15 @@ def _brier(p, y) -> float:
 
 @pytest.mark.parametrize("method", ["isotonic", "platt"])
 def test_calibration_improves_brier_on_miscalibrated_scores(method):
-    raw_cal, y_cal = _miscalibrated(6000, seed=1)
-    raw_test, y_test = _miscalibrated(6000, seed=2)
+    raw_cal, y_cal, _ = _miscalibrated(6000, seed=1)
+    raw_test, y_test, true_p = _miscalibrated(6000, seed=2)
     calibrator = fit_calibrator(raw_cal, y_cal, method=method)
     assert calibrator.kind == method
     uncalibrated = _brier(1 / (1 + np.exp(-raw_test)), y_test)
     calibrated = _brier(calibrator.apply(raw_test), y_test)
-    assert calibrated < uncalibrated - 0.01
+    best = _brier(true_p, y_test)
+    # Calibration must recover most of the gap to the true probabilities' Brier score.
+    assert calibrated - best < 0.25 * (uncalibrated - best)
 
 
 def test_calibration_keeps_brier_of_well_calibrated_scores():
@@ -195,15 +226,17 @@ def test_calibration_keeps_brier_of_well_calibrated_scores():
 
 
 def test_isotonic_calibration_keeps_the_ranking():
-    raw, y = _miscalibrated(4000, seed=3)
+    raw, y, _ = _miscalibrated(4000, seed=3)
     calibrated = fit_calibrator(raw, y, method="isotonic").apply(np.sort(raw))
     assert np.all(np.diff(calibrated) > 0)
 
 
 def test_auto_calibration_picks_platt_for_few_positives():
-    raw, y = _miscalibrated(400, seed=4)
+    raw, y, _ = _miscalibrated(400, seed=4)
     assert fit_calibrator(raw, y).kind == "platt"
-    assert fit_calibrator(np.r_[raw, raw, raw, raw], np.r_[y, y, y, y], isotonic_min_class=50).kind == "isotonic"
+    assert (
+        fit_calibrator(np.r_[raw, raw, raw, raw], np.r_[y, y, y, y], isotonic_min_class=50).kind == "isotonic"
+    )
 
 
 def test_single_class_calibration_falls_back_to_the_booster_probability():
@@ -213,6 +246,6 @@ def test_single_class_calibration_falls_back_to_the_booster_probability():
 
 
 def test_importing_the_package_stays_light():
-    code = "import sys, training; print(sorted(m for m in ('mlflow', 'lightgbm', 'sklearn') if m in sys.modules))"
+    code = "import sys, training; print([m for m in ('mlflow', 'lightgbm', 'sklearn') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -77,6 +77,11 @@ def test_impossible_splits_are_refused(minutes, kwargs, match):
         time_split(_created(minutes), **kwargs)
 
 
+def test_text_timestamps_are_refused():
+    with pytest.raises(TrainingError, match="must hold timestamps"):
+        time_split(_created(list(range(20))).astype(str))
+
+
 def test_missing_timestamp_is_refused():
     created = _created(list(range(20)))
     created.iloc[3] = pd.NaT
