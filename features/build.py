@@ -18,6 +18,7 @@ events, never as orders x invoices. One row per order comes out, indexed by ``or
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -251,10 +252,16 @@ def _check_columns(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+@functools.cache
+def _empty(name: str) -> pd.DataFrame:
+    # Shared safely: copy-on-write means no caller can change the cached frame.
+    return empty_frame(name)
+
+
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
     frame = tables.get(name)
     if frame is None or len(frame) == 0:
-        return empty_frame(name)
+        return _empty(name)
     return _check_columns(name, frame)
 
 
@@ -527,13 +534,10 @@ def _order_behaviour(history: pd.DataFrame, lines: pd.DataFrame, q: _Orders) -> 
 
     own_amount = _number(q.frame, "amount")
     pos = lines["pos"].to_numpy()
-    # Without any line the source has no lines (unknown); an order without lines among others has 0.
-    n_lines = np.full(len(q), np.nan)
-    n_products = np.full(len(q), np.nan)
-    if len(lines):
-        n_lines = np.bincount(pos, minlength=len(q)).astype(np.float64)
-        distinct = lines[["pos", "product"]].drop_duplicates()
-        n_products = np.bincount(distinct["pos"].to_numpy(), minlength=len(q)).astype(np.float64)
+    # An order without lines has 0, never "unknown": which orders have lines elsewhere must not matter.
+    n_lines = np.bincount(pos, minlength=len(q)).astype(np.float64)
+    distinct = lines[["pos", "product"]].drop_duplicates()
+    n_products = np.bincount(distinct["pos"].to_numpy(), minlength=len(q)).astype(np.float64)
     deviation = np.abs(lines["unit_price"] - lines["list_price"]) / lines["list_price"].where(
         lines["list_price"] > 0
     )
@@ -553,10 +557,12 @@ def _order_behaviour(history: pd.DataFrame, lines: pd.DataFrame, q: _Orders) -> 
 def _holds(holds: pd.DataFrame, history: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     # A hold belongs to the customer of its order; holds of orders outside the history are dropped.
     owner = encode(holds["order_id"], pd.Index(history["order_id"].astype("string")))
-    history_customer = encode(history["customer_id"], q.customers)
-    customer = history_customer[owner] if len(history) else owner
-    customer[owner < 0] = -1
+    # A sentinel after the last order: owner -1 (unknown order) picks no customer and no time.
+    customer = np.append(encode(history["customer_id"], q.customers), -1)[owner]
+    created = np.append(_times(history, "created_at"), NAT)[owner]
     placed = _times(holds, "placed_at")
+    # A hold cannot be known before its order exists: one dated earlier (a data error) counts from then.
+    placed = np.where((placed != NAT) & (created != NAT), np.maximum(placed, created), NAT)
     released = _times(holds, "released_at")
     released = np.where(released != NAT, np.maximum(released, placed), NAT)
     reason = _text(holds, "reason").str.lower()

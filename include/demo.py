@@ -142,10 +142,10 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     lines = [
         "",
         f"holdcast main job: dataset {dataset}, interval {as_of}",
-        f"  open orders scored        {len(decisions)}",
-        f"  at risk (medium or high)  {len(at_risk)}"
-        + "".join(f"\n    {reason:<22}  {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])),
-        f"  model                     {name} version {champion.version} "
+        f"  open orders scored          {len(decisions)}",
+        f"  at risk (medium or high)    {len(at_risk)}"
+        + "".join(f"\n    {reason:<24}  {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])),
+        f"  model                       {name} version {champion.version} "
         f"(aliases: {', '.join(f'{a}=v{v}' for a, v in sorted(aliases.items()))})",
     ]
     for key, title in (
@@ -156,13 +156,16 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
         ("oracle_pr_auc", "PR-AUC oracle (true p)"),
     ):
         if key in metrics:
-            lines.append(f"  {title:<26}{metrics[key]:.3f}")
+            lines.append(f"  {title:<28}{metrics[key]:.3f}")
+    if "oracle_pr_auc" in metrics and metrics.get("oracle_pr_auc"):
+        ratio = metrics["any_pr_auc"] / metrics["oracle_pr_auc"]
+        lines.append(f"  {'PR-AUC model / oracle':<28}{ratio:.3f}")
     lines += [
-        f"  statuses written back     {statuses} rows in table holdcast_order_status of {erp_db}",
-        f"  decisions and quarantine  {warehouse_url}",
-        f"  Airflow logs              {home / 'airflow' / 'logs'}",
-        f"  MLflow store              {config.MLFLOW_TRACKING_URI.get()}",
-        "  open the MLflow UI with   make mlflow-ui   (then http://127.0.0.1:5000)",
+        f"  statuses written back       {statuses} rows in table holdcast_order_status of {erp_db}",
+        f"  decisions and quarantine    {warehouse_url}",
+        f"  Airflow logs                {home / 'airflow' / 'logs'}",
+        f"  MLflow store                {config.MLFLOW_TRACKING_URI.get()}",
+        "  open the MLflow UI with     make mlflow-ui   (then http://127.0.0.1:5000)",
         "",
     ]
     return "\n".join(lines)

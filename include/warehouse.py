@@ -118,8 +118,8 @@ def replace_rows(table: str, frame: pd.DataFrame, *, where: dict[str, object]) -
         if inspect(conn).has_table(table):
             t = sa_table(table, *(column(k) for k in where))
             conn.execute(delete(t).where(and_(*(t.c[k] == v for k, v in where.items()))))
-        if len(frame):
-            frame.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
+        # Written even when empty, so the table exists for whoever queries it.
+        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
     return len(frame)
 
 
