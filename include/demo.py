@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from include import config
+from include.dag_defaults import START_DATE
 
 logger = logging.getLogger("holdcast.demo")
 
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     home = config.HOLDCAST_HOME.get().resolve()
     home.mkdir(parents=True, exist_ok=True)
     as_of = args.as_of or DEFAULT_AS_OF[args.dataset]
+    if datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) < START_DATE:
+        parser.error(f"--as-of {as_of} is before the DAGs' start date {START_DATE:%Y-%m-%d}: Airflow would skip every task")
     env = environment(home, args.dataset)
     log = home / f"demo-{args.dataset}.log"
     started = time.monotonic()

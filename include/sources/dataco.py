@@ -14,8 +14,10 @@ are taken as UTC, so an hour-of-day feature is in DataCo's unknown local time.
 
 Order status, a snapshot (the file has no history):
 
-- ``PENDING``, ``PROCESSING``, ``PENDING_PAYMENT``: still in flight, canonical ``open``: the orders
-  holdcast scores;
+- ``PENDING``, ``PROCESSING``, ``PENDING_PAYMENT``: still in flight. Those created in the last
+  :data:`OPEN_WINDOW_DAYS` days before the file's newest order are canonical ``open``: the orders
+  holdcast scores. Older ones are ``closed``: the snapshot shows they were not held, and counting them
+  as open would leave, for example, every remaining PAYMENT-type order in training a held one;
 - ``CANCELED``: canonical ``cancelled``. It is not a hold: a hold waits for a condition and is then
   released, a cancellation ends the order, and DataCo gives no reason that would tell a cancellation
   after a block from a customer's change of mind;
@@ -73,6 +75,8 @@ CURRENCY = "USD"
 """DataCo states amounts in US dollars."""
 
 OPEN_STATUSES = frozenset({"PENDING", "PROCESSING", "PENDING_PAYMENT"})
+OPEN_WINDOW_DAYS = 30
+"""In-flight orders this close to the file's newest order are still open; older ones are decided."""
 CANCELLED_STATUSES = frozenset({"CANCELED"})
 HOLD_REASON_BY_STATUS: dict[str, str] = {
     "ON_HOLD": UNSPECIFIED_REASON,
@@ -339,6 +343,15 @@ def read_dataco_rows(path: str | Path) -> DataCoRows:
     return DataCoRows(rows=rows, problems=found, encoding=encoding)
 
 
+def _status(status: pd.Series, created: pd.Series) -> pd.Series:
+    """Canonical status; in-flight orders older than the open window count as decided (module docstring)."""
+    import pandas as pd
+
+    canonical_status = status.map(_CANONICAL_STATUS)
+    stale = created < created.max() - pd.Timedelta(days=OPEN_WINDOW_DAYS)
+    return canonical_status.mask((canonical_status == "open") & stale, "closed")
+
+
 def dataco_orders(rows: pd.DataFrame) -> pd.DataFrame:
     """Build canonical ``orders`` from typed DataCo lines (see :func:`read_dataco_rows`).
 
@@ -365,7 +378,7 @@ def dataco_orders(rows: pd.DataFrame) -> pd.DataFrame:
         "po_number": None,
         "payment_method": head["Type"],
         "segment": head["Customer Segment"],
-        "status": head[ORDER_STATUS].map(_CANONICAL_STATUS),
+        "status": _status(head[ORDER_STATUS], head[ORDER_DATE]),
     }
     frame = _frame(orders, index=head.index).sort_values(["created_at", "order_id"], kind="stable")
     return coerce("orders", frame.reset_index(drop=True))
