@@ -375,58 +375,62 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     due = _times(invoices, "due_at")
     due = np.where(due == NAT, issued, due)
     cleared = _times(invoices, "cleared_at")
-    is_cleared = cleared != NAT
-    # An invoice cleared before it was issued (a data error) counts as cleared on issue, never open.
-    cleared_eff = np.where(is_cleared, np.maximum(cleared, issued), NAT)
     amount = _cents(_number(invoices, "amount"))
+    # An invoice cleared before it was issued (a data error) counts as cleared on issue, never open.
+    cleared_eff = np.where(cleared != NAT, np.maximum(cleared, issued), NAT)
     overdue_from = np.maximum(issued, due)
-    becomes_overdue = ~is_cleared | (cleared_eff > overdue_from)
-
-    days_late = np.where(is_cleared, (cleared - due) // DAY_NS, 0)
-    late = np.maximum(days_late, 0)
-    to_pay = np.where(is_cleared, np.maximum(cleared - issued, 0) // 10**9, 0)
+    ever_overdue = (cleared == NAT) | (cleared_eff > overdue_from)
 
     n = len(q.customers)
     issue = Timeline(customer, issued, n)
     clear = Timeline(customer, cleared_eff, n)
-    overdue = Timeline(customer, np.where(becomes_overdue, overdue_from, NAT), n)
+    overdue = Timeline(customer, np.where(ever_overdue, overdue_from, NAT), n)
+
+    # The values of clearing events are derived once, in the timeline's sorted order: few random reads.
+    c_cleared, c_due, c_issued, c_amount = (clear.take(x) for x in (cleared, due, issued, amount))
+    days_late = (c_cleared - c_due) // DAY_NS
+    was_overdue = np.maximum(c_cleared, c_issued) > np.maximum(c_issued, c_due)
+    sums = {
+        "on_time": days_late <= 0,
+        "late_1_30": (days_late >= 1) & (days_late <= 30),
+        "late_31_60": (days_late >= 31) & (days_late <= 60),
+        "late_61_90": (days_late >= 61) & (days_late <= 90),
+        "late_90p": days_late > 90,
+        "late": np.maximum(days_late, 0),
+        "to_pay": np.maximum(c_cleared - c_issued, 0) // 10**9,
+        "amount": c_amount,
+        "overdue": was_overdue,
+        "overdue_amount": np.where(was_overdue, c_amount, 0),
+    }
+    prefix = {name: clear.prefix(values, presorted=True) for name, values in sums.items()}
 
     now_issued = issue.before(q.customer, q.at)
-    now_cleared = clear.before(q.customer, q.at)
-    then_cleared = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
+    now = clear.before(q.customer, q.at)
+    then = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
     now_overdue = overdue.before(q.customer, q.at)
 
-    late_sum = clear.prefix(late)
-    n_cleared = now_cleared.count
-    n_recent = n_cleared - then_cleared.count
-    avg_late = _ratio(now_cleared.total(late_sum), n_cleared)
-    avg_recent = _ratio(now_cleared.total(late_sum) - then_cleared.total(late_sum), n_recent)
-    overdue_on_clear = becomes_overdue & is_cleared
-    out = {
+    n_cleared = now.count
+    late_sum = now.total(prefix["late"])
+    avg_late = _ratio(late_sum, n_cleared)
+    avg_recent = _ratio(late_sum - then.total(prefix["late"]), n_cleared - then.count)
+    open_amount = now_issued.total(issue.prefix(amount)) - now.total(prefix["amount"])
+    overdue_amount = now_overdue.total(overdue.prefix(amount)) - now.total(prefix["overdue_amount"])
+    return {
         "inv_cleared_count": n_cleared,
-        "inv_on_time_share": _ratio(now_cleared.total(clear.prefix(days_late <= 0)), n_cleared),
-        "inv_late_1_30_count": now_cleared.total(clear.prefix((days_late >= 1) & (days_late <= 30))),
-        "inv_late_31_60_count": now_cleared.total(clear.prefix((days_late >= 31) & (days_late <= 60))),
-        "inv_late_61_90_count": now_cleared.total(clear.prefix((days_late >= 61) & (days_late <= 90))),
-        "inv_late_90p_count": now_cleared.total(clear.prefix(days_late > 90)),
+        "inv_on_time_share": _ratio(now.total(prefix["on_time"]), n_cleared),
+        "inv_late_1_30_count": now.total(prefix["late_1_30"]),
+        "inv_late_31_60_count": now.total(prefix["late_31_60"]),
+        "inv_late_61_90_count": now.total(prefix["late_61_90"]),
+        "inv_late_90p_count": now.total(prefix["late_90p"]),
         "inv_avg_days_late": avg_late,
-        "inv_avg_days_to_pay": _ratio(now_cleared.total(clear.prefix(to_pay)) / 86_400, n_cleared),
+        "inv_avg_days_to_pay": _ratio(now.total(prefix["to_pay"]) / 86_400, n_cleared),
         "inv_avg_days_late_90d": avg_recent,
         "inv_late_trend": avg_recent - avg_late,
         "open_invoice_count": now_issued.count - n_cleared,
-        "open_receivables_amount": (
-            now_issued.total(issue.prefix(amount)) - now_cleared.total(clear.prefix(amount))
-        )
-        / 100,
-        "overdue_count": now_overdue.count - now_cleared.total(clear.prefix(overdue_on_clear)),
-        "overdue_amount": (
-            now_overdue.total(overdue.prefix(amount))
-            - now_cleared.total(clear.prefix(np.where(overdue_on_clear, amount, 0)))
-        )
-        / 100,
+        "open_receivables_amount": open_amount / 100,
+        "overdue_count": now_overdue.count - now.total(prefix["overdue"]),
+        "overdue_amount": overdue_amount / 100,
     }
-    logger.debug("Receivables: %d invoices of %d customers swept", len(invoices), len(q.customers))
-    return out
 
 
 def _credit(

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 NAT = np.iinfo(np.int64).min
 """How a missing timestamp looks in an int64 nanosecond array."""
 
-_UNITS_NS = (86_400 * 10**9, 10**9, 10**6, 10**3, 1)
+_UNITS_NS = (10**9, 10**6, 10**3, 1)
 _KEY_LIMIT = 2**62
 
 
@@ -82,17 +82,21 @@ class Timeline:
     """
 
     def __init__(self, entity: np.ndarray, at: np.ndarray, n_entities: int) -> None:
-        keep = np.flatnonzero((entity >= 0) & (at != NAT))
-        at = at[keep]
-        self.n_events = len(keep)
+        valid = (entity >= 0) & (at != NAT)
+        keep = None if valid.all() else np.flatnonzero(valid)
+        if keep is not None:
+            entity, at = entity[keep], at[keep]
+        self.n_events = len(at)
         self._ranks: np.ndarray | None = None
-        offset = np.zeros(0, dtype=np.int64)
         self._origin, self._unit, self._span = 0, 1, 1
-        if len(keep):
+        offset = np.zeros(0, dtype=np.int64)
+        if self.n_events:
             self._origin = int(at.min())
+            offset = at - self._origin
             # The coarsest unit every timestamp is a whole multiple of keeps offsets exact and small.
-            self._unit = next(u for u in _UNITS_NS if not np.any((at - self._origin) % u))
-            offset = (at - self._origin) // self._unit
+            self._unit = next(u for u in _UNITS_NS if not np.any(offset % u))
+            if self._unit > 1:
+                offset //= self._unit
             self._span = int(offset.max()) + 1
             if (n_entities + 1) * (self._span + 1) >= _KEY_LIMIT:
                 # Entity and offset do not fit one int64 key: rank the distinct times instead.
@@ -100,16 +104,27 @@ class Timeline:
                 offset = np.searchsorted(self._ranks, at)
                 self._span = len(self._ranks)
         self._stride = self._span + 1
-        keys = entity[keep] * self._stride + offset
+        keys = entity.astype(np.int64) * self._stride
+        keys += offset
         order = np.argsort(keys, kind="stable")
-        self.positions = keep[order]
+        self.positions = order if keep is None else keep[order]
         """For each sorted event, its row in the arrays the timeline was built from."""
         self._keys = keys[order]
 
-    def prefix(self, values: np.ndarray) -> np.ndarray:
-        """Running totals of a per-event int64 value (aligned with the input rows) in sorted order."""
+    def take(self, values: np.ndarray) -> np.ndarray:
+        """A per-row input array (aligned with the rows the timeline was built from) in sorted order."""
+        return np.asarray(values)[self.positions]
+
+    def prefix(self, values: np.ndarray, *, presorted: bool = False) -> np.ndarray:
+        """Running totals of an int64 value per event, with a leading 0, for :meth:`Window.total`.
+
+        Args:
+            values: One value per input row, or per sorted event with ``presorted`` (from :meth:`take`).
+            presorted: ``values`` are already in sorted order.
+        """
+        values = np.asarray(values, dtype=np.int64)
         out = np.zeros(self.n_events + 1, dtype=np.int64)
-        np.cumsum(np.asarray(values, dtype=np.int64)[self.positions], out=out[1:])
+        np.cumsum(values if presorted else values[self.positions], out=out[1:])
         return out
 
     def before(self, entity: np.ndarray, at: np.ndarray, *, inclusive: bool = False) -> Window:

@@ -52,7 +52,7 @@ def test_model_registered_with_aliases(world):
     home, _, _ = world
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     model = client.get_registered_model("holdcast_hold_risk")
-    assert model.aliases == {"champion": "1", "challenger": "1"}
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "1"}
     version = client.get_model_version_by_alias("holdcast_hold_risk", "champion")
     assert client.get_run(version.run_id).data.metrics["any_pr_auc"] > 0
 
