@@ -7,7 +7,6 @@ inputs always give the same decision and the same ``decision_hash``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -171,23 +170,41 @@ def decide(
 
     probs = scores[[f"p_{r}" for r in reasons_known]].to_numpy(dtype=float)
     order = np.argsort(-probs, axis=1, kind="stable")
-    named_lists = []
-    for i in range(len(scores)):
-        ranked = [(reasons_known[k], probs[i, k]) for k in order[i]]
-        named = [(r, p) for r, p in ranked if p >= policy.reason_min_probability]
-        if at_risk[i] and not named and ranked:
-            named = ranked[:1]
-        named_lists.append(named)
-    top = [named[0][0] if named else canonical.UNSPECIFIED_REASON for named in named_lists]
+    ranked_p = np.round(np.take_along_axis(probs, order, axis=1), 4)
+    ranked_names = np.array(reasons_known, dtype=object)[order]
+    named = ranked_p >= policy.reason_min_probability
+    if named.shape[1]:
+        # An at-risk order whose reasons all stay below the naming level still gets its likeliest one.
+        named[:, 0] |= at_risk
+    no_reason = np.array(canonical.UNSPECIFIED_REASON, dtype=object)
+    top = (
+        np.where(named[:, 0], ranked_names[:, 0], no_reason)
+        if named.shape[1]
+        else np.full(len(risk), no_reason)
+    )
 
-    # Evidence is worked out for the orders someone will look at: the at-risk ones.
+    # The reasons' JSON is put together column by column: ranked, so the named ones are a prefix.
+    reasons_json = np.full(len(risk), "[", dtype=object)
+    for j in range(named.shape[1]):
+        numbers = np.array([repr(v) for v in ranked_p[:, j].tolist()], dtype=object)
+        piece = '["' + ranked_names[:, j] + '", ' + numbers + "]"
+        reasons_json = reasons_json + np.where(named[:, j], piece if j == 0 else ", " + piece, "")
+    reasons_json = reasons_json + "]"
+
+    # Evidence is worked out for the orders someone will look at: the at-risk ones. Values are read
+    # from whole columns, since taking a row out of a wide frame costs more than the evidence itself.
     evidence = ["[]"] * len(scores)
-    factors = scores["top_factors"] if "top_factors" in scores.columns else None
-    if factors is not None:
-        for i in np.flatnonzero(at_risk):
-            names = [name for name, _ in json.loads(factors.iloc[i] or "[]")]
+    if "top_factors" in scores.columns:
+        factors = scores["top_factors"].to_numpy(dtype=object)
+        named_factors = {
+            i: [name for name, _ in json.loads(factors[i] or "[]")] for i in np.flatnonzero(at_risk)
+        }
+        needed = sorted({n for names in named_factors.values() for n in names} & set(features.columns))
+        columns = {name: features[name].to_numpy(dtype=object) for name in needed}
+        for i, names in named_factors.items():
             if names:
-                evidence[i] = json.dumps(evidence_for(features.iloc[i], names))
+                row = {name: columns[name][i] for name in names if name in columns}
+                evidence[i] = json.dumps(evidence_for(row, names))
 
     frame = pd.DataFrame(
         {
@@ -196,7 +213,7 @@ def decide(
             "risk": np.round(risk, 6),
             "band": band,
             "at_risk": at_risk,
-            "reasons": [json.dumps([[r, round(float(p), 4)] for r, p in named]) for named in named_lists],
+            "reasons": reasons_json,
             "evidence": evidence,
             "team": [policy.teams[t] if flag else None for t, flag in zip(top, at_risk)],
             "suggested_action": [policy.actions[t] if flag else None for t, flag in zip(top, at_risk)],
@@ -215,8 +232,7 @@ def decide(
 
 def _hashes(frame: pd.DataFrame) -> list[str]:
     """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news."""
+    import pandas as pd
+
     shown = frame[["risk", "band", "reasons", "evidence", "team", "suggested_action", "model_version"]]
-    return [
-        hashlib.sha256(json.dumps(list(row), default=str).encode()).hexdigest()[:16]
-        for row in shown.itertuples(index=False)
-    ]
+    return [f"{h:016x}" for h in pd.util.hash_pandas_object(shown.astype("string"), index=False).to_numpy()]
