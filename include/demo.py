@@ -115,6 +115,11 @@ def run_chain(as_of: str, env: dict[str, str], log: Path, dags: tuple[str, ...] 
         _run([airflow, "dags", "test", dag_id, as_of], env, log)
 
 
+def _mlflow_ui_command(home: Path) -> str:
+    default = (config.PROJECT_ROOT / ".holdcast").resolve()
+    return "make mlflow-ui" if home == default else f"make mlflow-ui HOLDCAST_HOME={home}"
+
+
 def summary(home: Path, dataset: str, as_of: str) -> str:
     """A short human summary of the interval's decisions and the model behind them."""
     import pandas as pd
@@ -125,6 +130,11 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     warehouse_url = config.HOLDCAST_WAREHOUSE_URL.get()
     with create_engine(warehouse_url).connect() as conn:
         decisions = pd.read_sql("SELECT * FROM decisions WHERE as_of = :a", conn, params={"a": as_of[:10]})
+        quarantine = pd.read_sql(
+            "SELECT table_name, rules, COUNT(*) AS n FROM quarantine WHERE batch = :a GROUP BY 1, 2",
+            conn,
+            params={"a": as_of[:10]},
+        )
     erp_db = home / dataset / "erp.db"
     with create_engine(f"sqlite:///{erp_db}").connect() as conn:
         statuses = pd.read_sql("SELECT COUNT(*) AS n FROM holdcast_order_status", conn)["n"].iloc[0]
@@ -161,12 +171,15 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     if "oracle_pr_auc" in metrics and metrics.get("oracle_pr_auc"):
         ratio = metrics["any_pr_auc"] / metrics["oracle_pr_auc"]
         lines.append(f"  {'PR-AUC model / oracle':<28}{ratio:.3f}")
+    lines.append(f"  rows quarantined            {int(quarantine['n'].sum())}")
+    for row in quarantine.sort_values("n", ascending=False).head(5).itertuples():
+        lines.append(f"    {row.table_name}: {row.rules}  {row.n}")
     lines += [
         f"  statuses written back       {statuses} rows in table holdcast_order_status of {erp_db}",
         f"  decisions and quarantine    {warehouse_url}",
         f"  Airflow logs                {home / 'airflow' / 'logs'}",
         f"  MLflow store                {config.MLFLOW_TRACKING_URI.get()}",
-        "  open the MLflow UI with     make mlflow-ui   (then http://127.0.0.1:5000)",
+        f"  open the MLflow UI with     {_mlflow_ui_command(home)}   (then http://127.0.0.1:5000)",
         "",
     ]
     return "\n".join(lines)

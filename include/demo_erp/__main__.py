@@ -1,7 +1,9 @@
 """Generate the demo ERP world and write it: ``python -m include.demo_erp --erp-url URL --drop-dir DIR``.
 
 Options: ``--orders N`` sizes the world by its order count (default: the default :class:`WorldSpec`),
-``--seed S`` and ``--as-of YYYY-MM-DD`` (midnight UTC) fix what is generated.
+``--seed S`` and ``--as-of YYYY-MM-DD`` (midnight UTC) fix what is generated; ``--fault-share F``
+(default 0.002, 0 for a clean world) makes that share of CRM, bureau and payment rows bad, as real
+extracts are (see :mod:`include.demo_erp.faults`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.demo_erp.faults import inject_faults
 from include.demo_erp.generate import WorldSpec, WorldSpecError, generate_world, write_demo_erp
 
 logger = logging.getLogger("include.demo_erp")
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, help="about this many orders (default: the default spec's)")
     parser.add_argument("--seed", type=int, default=WorldSpec.seed)
     parser.add_argument("--as-of", type=_as_of, default=WorldSpec.as_of, help="YYYY-MM-DD, midnight UTC")
+    parser.add_argument("--fault-share", type=float, default=0.002, help="share of rows made bad (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except WorldSpecError as err:
         parser.error(str(err))
     world = generate_world(spec)
+    if args.fault_share > 0:
+        world, _ = inject_faults(world, share=args.fault_share, seed=spec.seed)
     counts = write_demo_erp(world, args.erp_url, args.drop_dir)
     logger.info(
         "demo ERP ready: seed %d, as of %s, %d customers, %d orders, %d invoices, %d holds in %.1f s",

@@ -368,3 +368,24 @@ def test_command_line_generates_and_writes(tmp_path, caplog):
     assert pd.Timestamp(latest, tz=UTC) < pd.Timestamp("2024-12-31", tz=UTC)
     assert (tmp_path / "drops" / "sanctions" / "sdn.csv").exists()
     assert any("demo ERP ready" in message for message in caplog.messages)
+
+
+def test_injected_faults_are_quarantined_and_nothing_else_is():
+    """Every fault the demo world carries is caught by validation, and no clean row is set aside."""
+    from include import validation
+    from include.demo_erp.faults import inject_faults
+    from include.demo_erp.generate import WorldSpec, generate_world
+
+    clean = generate_world(WorldSpec.for_orders(2_000, seed=5))
+    dirty, counts = inject_faults(clean, share=0.01, seed=5)
+    quarantined = {}
+    for table in ("interactions", "bureau_reports", "payments"):
+        outcome = validation.validate(table, dirty.tables[table], source="demo", batch="b", tolerance=0.5)
+        quarantined[table] = len(outcome.quarantine)
+        assert len(outcome.good) + len(outcome.quarantine) == len(dirty.tables[table])
+    assert quarantined == {
+        "interactions": counts["interactions_unknown_kind"],
+        "bureau_reports": counts["bureau_reports_duplicated"],
+        "payments": counts["payments_without_customer"],
+    }
+    assert min(counts.values()) > 0
