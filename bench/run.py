@@ -1,0 +1,52 @@
+"""``make bench``: the two benchmarks of DESIGN section 10, each measured against its reference in one run.
+
+1. Feature rebuild against a hand-written DuckDB query computing the same receivables aggregates
+   (:mod:`bench.bench_features`; target at most about 2x).
+2. Scoring open orders end to end against a bare LightGBM predict on the same matrix
+   (:mod:`bench.bench_scoring`; target at most about 3x).
+
+Defaults: 1M orders and 2M receivable lines; ``--lines 10000000`` gives DESIGN's 10M-line case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--lines", type=int, default=2_000_000, help="receivable lines (10M: DESIGN's case)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("features", "scoring"), help="run one of the two")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    from bench import bench_features, bench_scoring
+
+    if args.only in (None, "features"):
+        figures = bench_features.run(args.orders, args.lines, args.seed)
+        print(
+            f"\nfeature benchmark: {figures['orders']:,} orders, {figures['lines']:,} receivable lines\n"
+            f"  features, receivables family   {figures['features_receivables_s']:8.2f} s\n"
+            f"  features, all families         {figures['features_full_s']:8.2f} s\n"
+            f"  DuckDB range-join query        {figures['sql_range_join_s']:8.2f} s\n"
+            + (
+                f"  DuckDB window + ASOF query     {figures['sql_asof_s']:8.2f} s\n"
+                if "sql_asof_s" in figures
+                else ""
+            )
+            + f"  ratio receivables / best SQL   {figures['ratio_receivables']:8.2f} x   (target <= 2x)\n"
+            f"  ratio all families / best SQL  {figures['ratio_full']:8.2f} x\n"
+            f"  peak memory                    {figures['peak_rss_gib']:8.2f} GiB\n",
+            flush=True,
+        )
+    if args.only in (None, "scoring"):
+        print("\n" + bench_scoring.report(bench_scoring.run(args.orders, args.lines, args.seed)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
