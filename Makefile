@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATASET ?= demo
 export HOLDCAST_HOME ?= $(CURDIR)/.holdcast
 
-.PHONY: demo test test-unit bench mlflow-ui lint constraints clean
+.PHONY: demo test test-unit bench airflow mlflow-ui lint constraints clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-unit: $(VENV)/.installed
 ## Benchmarks of DESIGN.md section 10 (not part of the tests). ORDERS=..., LINES=...
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(if $(ORDERS),--orders $(ORDERS)) $(if $(LINES),--lines $(LINES))
+
+## Any airflow command in the demo's environment, e.g. make airflow ARGS="dags list-runs holdcast_score"
+airflow: $(VENV)/.installed
+	$(BIN)/python -m include.demo --dataset $(DATASET) --airflow $(ARGS)
 
 ## Open the MLflow UI on the local store the demo wrote.
 mlflow-ui: $(VENV)/.installed

@@ -191,7 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", help="interval end (YYYY-MM-DD); default: the dataset's own")
     parser.add_argument("--orders", type=int, default=25_000, help="demo world size in orders")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--airflow",
+        nargs=argparse.REMAINDER,
+        help="run this airflow command in the demo's environment instead (e.g. --airflow dags list)",
+    )
     args = parser.parse_args(argv)
+    if args.airflow:
+        env = environment(config.HOLDCAST_HOME.get().resolve(), args.dataset)
+        return subprocess.run([airflow_executable(), *args.airflow], env=env, check=False).returncode
 
     home = config.HOLDCAST_HOME.get().resolve()
     home.mkdir(parents=True, exist_ok=True)
