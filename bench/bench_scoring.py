@@ -86,11 +86,12 @@ def _train_and_register(tables, train_sample: int, seed: int, store: Path):
 
 def run(n_orders: int, n_lines: int | None = None, seed: int = 0, train_sample: int = 50_000) -> dict:
     """Time scoring ``n_orders`` end to end and the bare predicts; return the figures and ratios."""
+    from sqlalchemy import create_engine
+
     from features.build import FEATURE_COLUMNS, build_order_features
     from include import config
     from include.decisions import decide, load_policy
     from include.writeback import write_back
-    from sqlalchemy import create_engine
     from training.score import score
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -109,7 +110,9 @@ def run(n_orders: int, n_lines: int | None = None, seed: int = 0, train_sample: 
         scores, t_model = _timed(
             score, pyfunc, features[FEATURE_COLUMNS], explain_min_p=policy.lowest_at_risk_min
         )
-        customer_of = dict(zip(orders["order_id"].astype(str), orders["customer_id"].astype(str)))
+        customer_of = dict(
+            zip(orders["order_id"].astype(str), orders["customer_id"].astype(str), strict=True)
+        )
         decisions, t_decide = _timed(
             decide,
             scores,
@@ -156,11 +159,13 @@ def report(figures: dict) -> str:
         f"scoring benchmark: {figures['orders']:,} orders, {figures['receivable_lines']:,} receivable lines",
         f"  features                         {figures['features_s']:8.2f} s",
         f"  model via pyfunc (+explanations) {figures['model_s']:8.2f} s",
-        f"  decisions with evidence          {figures['decisions_s']:8.2f} s  ({figures['at_risk']:,} at risk)",
+        f"  decisions with evidence          {figures['decisions_s']:8.2f} s"
+        f"  ({figures['at_risk']:,} at risk)",
         f"  decisions written to Parquet     {figures['parquet_write_s']:8.2f} s",
         f"  end to end                       {figures['end_to_end_s']:8.2f} s",
         f"  bare predict, any-hold booster   {figures['bare_predict_any_s']:8.2f} s",
-        f"  bare predict, all {figures['boosters']} boosters     {figures['bare_predict_all_targets_s']:8.2f} s",
+        f"  bare predict, every booster ({figures['boosters']})"
+        f" {figures['bare_predict_all_targets_s']:8.2f} s",
         f"  ratio end to end / bare (any)    {figures['ratio_vs_bare_any']:8.1f} x   (target <= 3x)",
         f"  ratio end to end / bare (all)    {figures['ratio_vs_bare_all_targets']:8.1f} x",
         f"  ERP status write-back (SQLite)   {figures['erp_writeback_s']:8.2f} s"

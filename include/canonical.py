@@ -249,7 +249,9 @@ def coerce(table: str, frame: pd.DataFrame) -> pd.DataFrame:
                 out[col.name] = values.astype("boolean")
             elif col.kind == "ts":
                 # One unit everywhere: an all-empty column would otherwise come out in seconds.
-                out[col.name] = pd.to_datetime(values, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+                out[col.name] = pd.to_datetime(values, utc=True, format="ISO8601").astype(
+                    "datetime64[us, UTC]"
+                )
             else:
                 raise ValueError(f"unknown kind {col.kind!r}")
         except (TypeError, ValueError) as err:

@@ -11,9 +11,10 @@ All paths default to folders under ``HOLDCAST_HOME`` (``<project>/.holdcast``), 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

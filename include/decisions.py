@@ -215,8 +215,10 @@ def decide(
             "at_risk": at_risk,
             "reasons": reasons_json,
             "evidence": evidence,
-            "team": [policy.teams[t] if flag else None for t, flag in zip(top, at_risk)],
-            "suggested_action": [policy.actions[t] if flag else None for t, flag in zip(top, at_risk)],
+            "team": [policy.teams[t] if flag else None for t, flag in zip(top, at_risk, strict=True)],
+            "suggested_action": [
+                policy.actions[t] if flag else None for t, flag in zip(top, at_risk, strict=True)
+            ],
             "model_name": model_name,
             "model_version": str(model_version),
             "policy_version": policy.version,

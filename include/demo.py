@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include import config
@@ -72,7 +72,9 @@ def _run(cmd: list[str], env: dict[str, str], log_file: Path) -> None:
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-40:])
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); last lines of {log_file}:\n{tail}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}); last lines of {log_file}:\n{tail}"
+        )
     print(f"    done in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -204,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     home = config.HOLDCAST_HOME.get().resolve()
     home.mkdir(parents=True, exist_ok=True)
     as_of = args.as_of or DEFAULT_AS_OF[args.dataset]
-    if datetime.fromisoformat(as_of).replace(tzinfo=timezone.utc) < START_DATE:
-        parser.error(f"--as-of {as_of} is before the DAGs' start date {START_DATE:%Y-%m-%d}: Airflow would skip every task")
+    if datetime.fromisoformat(as_of).replace(tzinfo=UTC) < START_DATE:
+        parser.error(
+            f"--as-of {as_of} is before the DAGs' start date {START_DATE:%Y-%m-%d}: Airflow would skip every task"
+        )
     env = environment(home, args.dataset)
     log = home / f"demo-{args.dataset}.log"
     started = time.monotonic()
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_demo_erp(home, args.orders, args.seed, as_of, env, log)
     run_chain(as_of, env, log)
     print(summary(home, args.dataset, as_of))
-    print(f"finished in {time.monotonic() - started:.0f} s at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"finished in {time.monotonic() - started:.0f} s at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     return 0
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from include import config, warehouse
 
@@ -20,16 +21,16 @@ ORDER_COLUMNS = ["customer_id", "created_at", "status", "segment", "payment_meth
 
 
 def resolve_as_of(logical_date: datetime | None, asset_extras: Iterable[dict[str, Any]] = ()) -> datetime:
-    """The interval a run works on: the newest ``as_of`` its triggering asset events carry, else its logical date.
+    """The interval a run works on.
 
-    Asset-triggered runs have no logical date in Airflow 3; scheduled and manual runs do.
+    That is the newest ``as_of`` its triggering asset events carry, else its logical date. Asset-triggered runs have no logical date in Airflow 3; scheduled and manual runs do.
     """
     labels = [extra["as_of"] for extra in asset_extras if extra and extra.get("as_of")]
     if labels:
         return max(warehouse.parse_as_of_label(label) for label in labels)
     if logical_date is None:
         raise ValueError("run has neither a logical date nor an asset event carrying 'as_of'")
-    return logical_date.astimezone(timezone.utc)
+    return logical_date.astimezone(UTC)
 
 
 def ingest_source(source: str, as_of: datetime) -> dict[str, Any]:

@@ -287,7 +287,8 @@ def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
         rule = f"{cfg.type}:{target}"
         if res.exception_info and res.exception_info.get("raised_exception"):
             raise ValidationFailed(
-                f"table {table!r}: expectation {rule} could not run: {res.exception_info.get('exception_message')}",
+                f"table {table!r}: expectation {rule} could not run: "
+                f"{res.exception_info.get('exception_message')}",
                 {"table": table},
             )
         for item in res.result.get("unexpected_index_list") or []:

@@ -14,7 +14,7 @@ tables, the quarantine, and the decisions of every scoring run.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,10 +91,9 @@ def latest_features_dir(not_after: datetime) -> tuple[Path, datetime]:
 
 def parse_as_of_label(label: str) -> datetime:
     """The inverse of :func:`as_of_label`."""
-    from datetime import timezone
 
     fmt = "%Y-%m-%dT%H%M%S" if "T" in label else "%Y-%m-%d"
-    return datetime.strptime(label, fmt).replace(tzinfo=timezone.utc)
+    return datetime.strptime(label, fmt).replace(tzinfo=UTC)
 
 
 def engine() -> Engine:
@@ -109,7 +108,7 @@ def engine() -> Engine:
 
 
 def replace_rows(table: str, frame: pd.DataFrame, *, where: dict[str, object]) -> int:
-    """Delete the rows of ``table`` matching ``where``, then append ``frame``: an idempotent partition write."""
+    """Delete the rows of ``table`` matching ``where``, then append ``frame``: an idempotent write."""
     from sqlalchemy import and_, column, delete, inspect
     from sqlalchemy import table as sa_table
 

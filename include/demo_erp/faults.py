@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def inject_faults(world: World, *, share: float = 0.002, seed: int = 0) -> tuple[World, dict[str, int]]:
-    """Return a copy of ``world`` with about ``share`` of the rows of three tables made bad, and the counts."""
+    """A copy of ``world`` with about ``share`` of the rows of three tables made bad, and the counts."""
     rng = np.random.default_rng(seed)
     tables = dict(world.tables)
 
@@ -43,7 +43,9 @@ def inject_faults(world: World, *, share: float = 0.002, seed: int = 0) -> tuple
     payments = tables["payments"].copy()
     # Only successful payments tied to an invoice: the hold rules counted failed payments per customer.
     candidates = payments.index[(payments["status"] == "ok").to_numpy()]
-    orphan = rng.choice(candidates, size=min(len(candidates), max(1, int(len(payments) * share))), replace=False)
+    orphan = rng.choice(
+        candidates, size=min(len(candidates), max(1, int(len(payments) * share))), replace=False
+    )
     payments.loc[orphan, "customer_id"] = pd.NA
     tables["payments"] = payments
 

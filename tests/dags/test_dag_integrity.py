@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -75,9 +74,7 @@ def test_dag_policy(dagbag):
 def test_assets_chain_the_dags(dagbag):
     from include.assets import CANONICAL_TABLES, ORDER_FEATURES
 
-    produced = {
-        dag_id: {o.uri for t in dag.tasks for o in t.outlets} for dag_id, dag in dagbag.dags.items()
-    }
+    produced = {dag_id: {o.uri for t in dag.tasks for o in t.outlets} for dag_id, dag in dagbag.dags.items()}
     assert CANONICAL_TABLES.uri in produced["holdcast_ingest"]
     assert ORDER_FEATURES.uri in produced["holdcast_features"]
     schedule_uris = {

@@ -88,6 +88,6 @@ def test_same_interval_again_changes_nothing(world):
         _read(warehouse, "SELECT * FROM decisions ORDER BY order_id"),
         _lake_digest(home / "demo" / "lake"),
     )
-    for old, new in zip(before[:3], after[:3]):
+    for old, new in zip(before[:3], after[:3], strict=True):
         pd.testing.assert_frame_equal(old, new)
     assert before[3] == after[3]

@@ -33,7 +33,9 @@ def _scores():
 
 def _features():
     # Deliberately in another row order than the scores: decisions must align by order id.
-    return pd.DataFrame({"utilisation": [0.2, 0.4, 1.12], "po_missing": [0.0, 0.0, 1.0]}, index=["O3", "O2", "O1"])
+    return pd.DataFrame(
+        {"utilisation": [0.2, 0.4, 1.12], "po_missing": [0.0, 0.0, 1.0]}, index=["O3", "O2", "O1"]
+    )
 
 
 def test_decisions_follow_the_policy(policy):

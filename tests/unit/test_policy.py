@@ -33,7 +33,10 @@ def good_doc():
         (lambda d: d["bands"][0].update(min=1.5), r"bands\[0\]\.min: expected a number between 0 and 1"),
         (lambda d: d["bands"].reverse(), "ordered from the highest"),
         (lambda d: d.update(at_risk_bands=["urgent"]), "at_risk_bands"),
-        (lambda d: d["reasons"].pop("payment"), r"reasons\.payment: expected a mapping with 'team' and 'action'"),
+        (
+            lambda d: d["reasons"].pop("payment"),
+            r"reasons\.payment: expected a mapping with 'team' and 'action'",
+        ),
         (lambda d: d["reasons"].update(weather={"team": "x", "action": "y"}), r"reasons\.weather"),
         (lambda d: d.update(version=3), "version: expected a non-empty string"),
     ],

@@ -41,7 +41,7 @@ def test_each_bad_row_is_quarantined_with_its_rule():
     )
     out = validation.validate("invoices", raw, source="erp", batch="2025-06-30", tolerance=1.0)
     assert out.good.empty
-    rules = dict(zip(out.quarantine["row_number"], out.quarantine["rules"]))
+    rules = dict(zip(out.quarantine["row_number"], out.quarantine["rules"], strict=True))
     assert "due_at>=issued_at" in rules[0]
     assert "not_be_null:invoice_id" in rules[1]
     assert rules[2] == "parse_float:amount"
@@ -64,7 +64,9 @@ def test_tolerance_fails_the_batch_with_counts_and_rules():
 
 def test_missing_required_column_fails_naming_it():
     with pytest.raises(validation.SchemaError, match=r"'invoices'.*\['amount'\]"):
-        validation.validate("invoices", _invoices().drop(columns="amount"), source="s", batch="b", tolerance=1)
+        validation.validate(
+            "invoices", _invoices().drop(columns="amount"), source="s", batch="b", tolerance=1
+        )
 
 
 def test_drift_is_reported_and_missing_optional_column_added():
@@ -78,7 +80,9 @@ def test_empty_batch_fails_unless_allowed():
     empty = _invoices().iloc[0:0]
     with pytest.raises(validation.ValidationFailed, match="row_count"):
         validation.validate("invoices", empty, source="s", batch="b", tolerance=0)
-    assert validation.validate("invoices", empty, source="s", batch="b", tolerance=0, allow_empty=True).good.empty
+    assert validation.validate(
+        "invoices", empty, source="s", batch="b", tolerance=0, allow_empty=True
+    ).good.empty
 
 
 def test_codes_outside_their_set_are_quarantined():
