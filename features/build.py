@@ -22,7 +22,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,42 +182,42 @@ def build_order_features(
     wanted = _families(families)
     history = _table(tables, "orders")
     targets = history if orders is None else _check_columns("orders", orders)
-    if targets["order_id"].isna().any() or targets["order_id"].duplicated().any():
-        dupes = targets.loc[targets["order_id"].duplicated(), "order_id"].head(5).tolist()
-        raise FeatureInputError(f"orders to featurise need unique, non-missing order_id; repeated: {dupes}")
+    missing_ids = int(targets["order_id"].isna().sum())
+    repeated = targets.loc[targets["order_id"].duplicated() & targets["order_id"].notna(), "order_id"]
+    if missing_ids or len(repeated):
+        raise FeatureInputError(
+            f"orders to featurise need unique order ids: {missing_ids} missing, "
+            f"{len(repeated)} repeated (first: {repeated.head(5).tolist()})"
+        )
     if orders is not None and len(targets):
         new = targets[~targets["order_id"].isin(history["order_id"])]
         history = pd.concat([history, new], ignore_index=True) if len(history) else new
     history = history.drop_duplicates("order_id", keep="last")
 
     q = _Orders.from_frame(targets)
+    customers = functools.cache(lambda: _customer_rows(_table(tables, "customers"), q))
+    lines = functools.cache(lambda: _target_lines(_table(tables, "order_lines"), q))
     out: dict[str, np.ndarray | pd.Series] = {}
-    if "master" in wanted or "compliance" in wanted:
-        customers = _customer_rows(_table(tables, "customers"), q)
-    if wanted & {"receivables", "credit"}:
-        out.update(_receivables(_table(tables, "invoices"), q))
-    if "credit" in wanted:
-        out.update(_credit(tables, history, q, out["open_receivables_amount"]))
-    if "order" in wanted or "inventory" in wanted:
-        lines = _target_lines(_table(tables, "order_lines"), q)
-    if "order" in wanted:
-        out.update(_order_behaviour(history, lines, q))
-    if "holds" in wanted:
-        out.update(_holds(_table(tables, "holds"), history, q))
-    if "master" in wanted:
-        out.update(_master(customers, q))
-    if "disputes" in wanted:
-        out.update(_disputes(_table(tables, "disputes"), q))
-    if "crm" in wanted:
-        out.update(_crm(_table(tables, "interactions"), q))
-    if "payments" in wanted:
-        out.update(_payments(_table(tables, "payments"), q))
-    if "compliance" in wanted:
-        out.update(_compliance(customers, _table(tables, "sanctions_entries"), q))
-    if "completeness" in wanted:
-        out.update(_completeness(q))
-    if "inventory" in wanted:
-        out.update(_inventory(lines, _table(tables, "inventory"), q))
+    steps: list[tuple[str, Callable[[], dict]]] = [
+        ("receivables", lambda: _receivables(_table(tables, "invoices"), q)),
+        ("credit", lambda: _credit(tables, history, q, out["open_receivables_amount"])),
+        ("order", lambda: _order_behaviour(history, lines(), q)),
+        ("holds", lambda: _holds(_table(tables, "holds"), history, q)),
+        ("master", lambda: _master(customers(), q)),
+        ("disputes", lambda: _disputes(_table(tables, "disputes"), q)),
+        ("crm", lambda: _crm(_table(tables, "interactions"), q)),
+        ("payments", lambda: _payments(_table(tables, "payments"), q)),
+        ("compliance", lambda: _compliance(customers(), _table(tables, "sanctions_entries"), q)),
+        ("completeness", lambda: _completeness(q)),
+        ("inventory", lambda: _inventory(lines(), _table(tables, "inventory"), q)),
+    ]
+    # Exposure in the credit family adds up the open receivables.
+    computed = wanted | ({"receivables"} if "credit" in wanted else set())
+    for family, step in steps:
+        if family in computed:
+            begun = time.perf_counter()
+            out.update(step())
+            logger.debug("Feature family %s took %.2f s", family, time.perf_counter() - begun)
 
     frame = q.assemble(out, [c for name, cols in FEATURE_FAMILIES.items() if name in wanted for c in cols])
     logger.info(
@@ -292,7 +292,10 @@ def _flag(values: pd.Series) -> np.ndarray:
 
 def _cents(values: np.ndarray) -> np.ndarray:
     # Whole cents make every running total an exact integer sum.
-    return np.rint(np.nan_to_num(values, nan=0.0) * 100).astype(np.int64)
+    cents = np.multiply(values, 100.0)
+    np.rint(cents, out=cents)
+    cents[np.isnan(cents)] = 0.0
+    return cents.astype(np.int64)
 
 
 def _latest(timeline: Timeline, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -390,45 +393,37 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     c_cleared, c_due, c_issued, c_amount = (clear.take(x) for x in (cleared, due, issued, amount))
     days_late = (c_cleared - c_due) // DAY_NS
     was_overdue = np.maximum(c_cleared, c_issued) > np.maximum(c_issued, c_due)
-    sums = {
-        "on_time": days_late <= 0,
-        "late_1_30": (days_late >= 1) & (days_late <= 30),
-        "late_31_60": (days_late >= 31) & (days_late <= 60),
-        "late_61_90": (days_late >= 61) & (days_late <= 90),
-        "late_90p": days_late > 90,
-        "late": np.maximum(days_late, 0),
-        "to_pay": np.maximum(c_cleared - c_issued, 0) // 10**9,
-        "amount": c_amount,
-        "overdue": was_overdue,
-        "overdue_amount": np.where(was_overdue, c_amount, 0),
-    }
-    prefix = {name: clear.prefix(values, presorted=True) for name, values in sums.items()}
 
     now_issued = issue.before(q.customer, q.at)
     now = clear.before(q.customer, q.at)
     then = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
     now_overdue = overdue.before(q.customer, q.at)
 
+    def cleared_before(values: np.ndarray) -> np.ndarray:
+        return clear.total(values, now, presorted=True)
+
     n_cleared = now.count
-    late_sum = now.total(prefix["late"])
-    avg_late = _ratio(late_sum, n_cleared)
-    avg_recent = _ratio(late_sum - then.total(prefix["late"]), n_cleared - then.count)
-    open_amount = now_issued.total(issue.prefix(amount)) - now.total(prefix["amount"])
-    overdue_amount = now_overdue.total(overdue.prefix(amount)) - now.total(prefix["overdue_amount"])
+    late_now, late_then = clear.totals(np.maximum(days_late, 0), now, then, presorted=True)
+    avg_late = _ratio(late_now, n_cleared)
+    avg_recent = _ratio(late_now - late_then, n_cleared - then.count)
+    open_amount = issue.total(amount, now_issued) - cleared_before(c_amount)
+    overdue_amount = overdue.total(amount, now_overdue) - cleared_before(np.where(was_overdue, c_amount, 0))
     return {
         "inv_cleared_count": n_cleared,
-        "inv_on_time_share": _ratio(now.total(prefix["on_time"]), n_cleared),
-        "inv_late_1_30_count": now.total(prefix["late_1_30"]),
-        "inv_late_31_60_count": now.total(prefix["late_31_60"]),
-        "inv_late_61_90_count": now.total(prefix["late_61_90"]),
-        "inv_late_90p_count": now.total(prefix["late_90p"]),
+        "inv_on_time_share": _ratio(cleared_before(days_late <= 0), n_cleared),
+        "inv_late_1_30_count": cleared_before((days_late >= 1) & (days_late <= 30)),
+        "inv_late_31_60_count": cleared_before((days_late >= 31) & (days_late <= 60)),
+        "inv_late_61_90_count": cleared_before((days_late >= 61) & (days_late <= 90)),
+        "inv_late_90p_count": cleared_before(days_late > 90),
         "inv_avg_days_late": avg_late,
-        "inv_avg_days_to_pay": _ratio(now.total(prefix["to_pay"]) / 86_400, n_cleared),
+        "inv_avg_days_to_pay": _ratio(
+            cleared_before(np.maximum(c_cleared - c_issued, 0) // 10**9) / 86_400, n_cleared
+        ),
         "inv_avg_days_late_90d": avg_recent,
         "inv_late_trend": avg_recent - avg_late,
         "open_invoice_count": now_issued.count - n_cleared,
         "open_receivables_amount": open_amount / 100,
-        "overdue_count": now_overdue.count - now.total(prefix["overdue"]),
+        "overdue_count": now_overdue.count - cleared_before(was_overdue),
         "overdue_amount": overdue_amount / 100,
     }
 
@@ -483,8 +478,8 @@ def _open_orders_amount(history: pd.DataFrame, invoices: pd.DataFrame, q: _Order
     amount = _cents(_number(history, "amount"))
     opened = Timeline(customer, created, n)
     closed = Timeline(customer, closes, n)
-    total = opened.before(q.customer, q.at).total(opened.prefix(amount))
-    return (total - closed.before(q.customer, q.at).total(closed.prefix(amount))) / 100
+    total = opened.total(amount, opened.before(q.customer, q.at))
+    return (total - closed.total(amount, closed.before(q.customer, q.at))) / 100
 
 
 def _target_lines(lines: pd.DataFrame, q: _Orders) -> pd.DataFrame:
@@ -525,11 +520,11 @@ def _order_behaviour(history: pd.DataFrame, lines: pd.DataFrame, q: _Orders) -> 
     prev_row, prev_found = _latest(past, now)
 
     count = now.count
-    mean = _ratio(now.total(past.prefix(_cents(amount))) / 100, count)
+    mean = _ratio(past.total(_cents(amount), now) / 100, count)
     # Order sizes are roughly log-normal: the z-score of log amounts, in fixed point for exact sums.
     log_amount = np.rint(np.log1p(np.clip(np.nan_to_num(amount), 0, None)) * 10_000).astype(np.int64)
-    log_sum = now.total(past.prefix(log_amount)).astype(np.float64)
-    log_sq = now.total(past.prefix(log_amount * log_amount)).astype(np.float64)
+    log_sum = past.total(log_amount, now).astype(np.float64)
+    log_sq = past.total(log_amount * log_amount, now).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_mean = log_sum / count
         log_std = np.sqrt(np.maximum(log_sq / count - log_mean**2, 0) * count / np.maximum(count - 1, 1))
@@ -576,7 +571,7 @@ def _holds(holds: pd.DataFrame, history: pd.DataFrame, q: _Orders) -> dict[str, 
     releasing = Timeline(customer, released, n)
     now = placing.before(q.customer, q.at)
     last_row, last_found = _latest(placing, now)
-    out = {f"prior_holds_{r}": now.total(placing.prefix(_flag(reason == r))) for r in HOLD_REASONS}
+    out = {f"prior_holds_{r}": placing.total(_flag(reason == r), now) for r in HOLD_REASONS}
     out["prior_holds_total"] = now.count
     out["open_holds_count"] = now.count - releasing.before(q.customer, q.at).count
     out["days_since_last_hold"] = q.days_since(placed[last_row] if len(placed) else q.at, last_found)
@@ -622,10 +617,7 @@ def _disputes(disputes: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     year_ago = opening.before(q.customer, q.shifted(DISPUTE_WINDOW_DAYS))
     return {
         "disputes_open_count": now_open.count - now_closed.count,
-        "disputes_open_amount": (
-            now_open.total(opening.prefix(amount)) - now_closed.total(closing.prefix(amount))
-        )
-        / 100,
+        "disputes_open_amount": (opening.total(amount, now_open) - closing.total(amount, now_closed)) / 100,
         "disputes_365d": now_open.count - year_ago.count,
     }
 
@@ -637,8 +629,8 @@ def _recent_counts(frame: pd.DataFrame, column: str, q: _Orders, flags: dict[str
     then = line.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
     out = {}
     for name, flag in flags.items():
-        prefix = line.prefix(flag)
-        out[name] = now.total(prefix) - then.total(prefix)
+        in_now, in_then = line.totals(flag, now, then)
+        out[name] = in_now - in_then
     return out
 
 
@@ -702,9 +694,10 @@ def _compliance(customers: pd.DataFrame, sanctions: pd.DataFrame, q: _Orders) ->
     codes, first = np.unique(q.customer, return_index=True)
     known = codes >= 0
     names = _text(customers, "name").iloc[first[known]].reset_index(drop=True)
-    lookup = np.full(len(q.customers), np.nan)
+    # One slot per customer and a last one, NaN, where an order without a customer (code -1) looks.
+    lookup = np.full(len(q.customers) + 1, np.nan)
     lookup[codes[known]] = sanctions_scores(names, sanctions)
-    score = np.where(q.customer >= 0, lookup[np.maximum(q.customer, 0)] if len(lookup) else np.nan, np.nan)
+    score = lookup[q.customer]
     country = _text(q.frame, "ship_to_country").str.upper()
     risky = country.isin(RISKY_COUNTRIES).to_numpy(dtype=float)
     return {

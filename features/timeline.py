@@ -66,10 +66,6 @@ class Window:
     def count(self) -> np.ndarray:
         return self.stop - self.start
 
-    def total(self, prefix: np.ndarray) -> np.ndarray:
-        """Sum of a value over the window, from a prefix array made by :meth:`Timeline.prefix`."""
-        return prefix[self.stop] - prefix[self.start]
-
 
 class Timeline:
     """Events of one kind, each of an entity (an int code) at a time, sorted for as-of queries.
@@ -110,22 +106,30 @@ class Timeline:
         self.positions = order if keep is None else keep[order]
         """For each sorted event, its row in the arrays the timeline was built from."""
         self._keys = keys[order]
+        self._running: np.ndarray | None = None
 
     def take(self, values: np.ndarray) -> np.ndarray:
         """A per-row input array (aligned with the rows the timeline was built from) in sorted order."""
         return np.asarray(values)[self.positions]
 
-    def prefix(self, values: np.ndarray, *, presorted: bool = False) -> np.ndarray:
-        """Running totals of an int64 value per event, with a leading 0, for :meth:`Window.total`.
+    def totals(self, values: np.ndarray, *windows: Window, presorted: bool = False) -> list[np.ndarray]:
+        """Sum of an integer (or boolean) value over the events of each window, one array per window.
 
         Args:
             values: One value per input row, or per sorted event with ``presorted`` (from :meth:`take`).
+            windows: Windows of this timeline, from :meth:`before`.
             presorted: ``values`` are already in sorted order.
         """
-        values = np.asarray(values, dtype=np.int64)
-        out = np.zeros(self.n_events + 1, dtype=np.int64)
-        np.cumsum(values if presorted else values[self.positions], out=out[1:])
-        return out
+        if self._running is None:
+            # One running-sum buffer per timeline, reused for every value: fresh memory is slow to touch.
+            self._running = np.zeros(self.n_events + 1, dtype=np.int64)
+        values = np.asarray(values)
+        np.cumsum(values if presorted else values[self.positions], dtype=np.int64, out=self._running[1:])
+        return [self._running[w.stop] - self._running[w.start] for w in windows]
+
+    def total(self, values: np.ndarray, window: Window, *, presorted: bool = False) -> np.ndarray:
+        """Sum of a value over the events of one window; see :meth:`totals`."""
+        return self.totals(values, window, presorted=presorted)[0]
 
     def before(self, entity: np.ndarray, at: np.ndarray, *, inclusive: bool = False) -> Window:
         """The events of each query's entity with time < ``at`` (<= with ``inclusive``).

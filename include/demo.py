@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     as_of = args.as_of or DEFAULT_AS_OF[args.dataset]
     if datetime.fromisoformat(as_of).replace(tzinfo=UTC) < START_DATE:
         parser.error(
-            f"--as-of {as_of} is before the DAGs' start date {START_DATE:%Y-%m-%d}: Airflow would skip every task"
+            f"--as-of {as_of} is before the DAGs' start date {START_DATE:%Y-%m-%d}: "
+            "Airflow would skip every task"
         )
     env = environment(home, args.dataset)
     log = home / f"demo-{args.dataset}.log"

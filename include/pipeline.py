@@ -23,7 +23,8 @@ ORDER_COLUMNS = ["customer_id", "created_at", "status", "segment", "payment_meth
 def resolve_as_of(logical_date: datetime | None, asset_extras: Iterable[dict[str, Any]] = ()) -> datetime:
     """The interval a run works on.
 
-    That is the newest ``as_of`` its triggering asset events carry, else its logical date. Asset-triggered runs have no logical date in Airflow 3; scheduled and manual runs do.
+    That is the newest ``as_of`` its triggering asset events carry, else its logical date:
+    asset-triggered runs have no logical date in Airflow 3; scheduled and manual runs do.
     """
     labels = [extra["as_of"] for extra in asset_extras if extra and extra.get("as_of")]
     if labels:

@@ -19,6 +19,7 @@ from features.build import (
     normalise_name,
     sanctions_scores,
 )
+from features.timeline import Timeline
 from include.canonical import HOLD_REASONS, TABLES, UNSPECIFIED_REASON, coerce
 
 T = "2024-04-15T00:00:00Z"
@@ -722,3 +723,42 @@ def test_the_property_test_would_see_a_leak(world):
     after = features_of(world)
 
     assert after["open_receivables_amount"] == before["open_receivables_amount"] + 5000
+
+
+# --- the sweep against brute force --------------------------------------------------------------
+
+EVENT_TIMES = st.sampled_from([0, 1, 999, 10**9, 10**9 + 1, 86_400 * 10**9, 2**40])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(-1, 3), EVENT_TIMES, st.integers(-50, 50)), max_size=30),
+    queries=st.lists(st.tuples(st.integers(-1, 4), EVENT_TIMES), min_size=1, max_size=20),
+    inclusive=st.booleans(),
+    huge_key_space=st.booleans(),
+)
+def test_timeline_windows_match_a_brute_force_count(events, queries, inclusive, huge_key_space):
+    # With 2**40 entities (entity, time) no longer fits one int64 key and times are ranked instead.
+    n_entities = 2**40 if huge_key_space else 5
+    entity = np.array([e for e, _, _ in events], dtype=np.int64)
+    at = np.array([t for _, t, _ in events], dtype=np.int64)
+    value = np.array([v for _, _, v in events], dtype=np.int64)
+    line = Timeline(entity, at, n_entities)
+    q_entity = np.array([e for e, _ in queries], dtype=np.int64)
+    q_at = np.array([t for _, t in queries], dtype=np.int64)
+
+    window = line.before(q_entity, q_at, inclusive=inclusive)
+    totals = line.total(value, window)
+    latest = line.latest(window)
+
+    for i, (e, t) in enumerate(queries):
+        seen = [
+            j
+            for j, (ee, tt, _) in enumerate(events)
+            if e >= 0 and ee == e and (tt <= t if inclusive else tt < t)
+        ]
+        assert window.count[i] == len(seen)
+        assert totals[i] == sum(value[seen])
+        # The latest is the last of the latest time in input order: ties resolve stably.
+        expected = max(seen, key=lambda j: (at[j], j)) if seen else -1
+        assert latest[i] == expected
