@@ -40,13 +40,18 @@ DAY_NS = 86_400 * 10**9
 TREND_WINDOW_DAYS = 90
 """Recent window of the payment trend, the CRM signals and failed payments."""
 ORDER_FREQUENCY_DAYS = 30
+MIN_LOG_AMOUNT_STD = 0.05
+"""Floor of the spread of a customer's log order amounts in ``amount_zscore`` (about 5%): a customer
+whose earlier orders were all the same size would otherwise make any other size look infinitely odd."""
 DISPUTE_WINDOW_DAYS = 365
 OPEN_ORDER_WINDOW_DAYS = 90
-"""An order not invoiced within this many days stops counting as open exposure.
+"""An order neither invoiced nor known cancelled within this many days stops counting as open exposure.
 
-Order status is today's state, not a point-in-time fact, so a cancelled order cannot be told from a
-slow one; without this bound every cancelled order would stay in the exposure for ever.
+Order status is today's state, not a point-in-time fact: only a rejected hold dates a cancellation.
+Without this bound an order cancelled some other way would stay in the exposure for ever.
 """
+CANCELLING_RELEASE_KINDS: frozenset[str] = frozenset({"rejected"})
+"""Hold release kinds that cancel the order: from ``released_at`` on it is no longer open exposure."""
 
 RISKY_COUNTRIES: frozenset[str] = frozenset({"AF", "BY", "CU", "IR", "KP", "MM", "RU", "SY", "VE", "YE"})
 """ISO 3166 alpha-2 ship-to countries that draw an export-control or sanctions review.
@@ -55,14 +60,19 @@ An illustrative list of comprehensively sanctioned or high-risk jurisdictions; a
 with its own compliance team's list.
 """
 
-LEGAL_FORMS: frozenset[str] = frozenset(
+NAME_NOISE_WORDS: frozenset[str] = frozenset(
     {
-        "ab", "ag", "as", "bv", "co", "company", "corp", "corporation", "gmbh", "inc", "incorporated",
-        "kg", "llc", "llp", "lp", "ltd", "limited", "nv", "oy", "plc", "pte", "pty", "sa", "sarl", "sas",
-        "spa", "srl", "the",
+        # legal forms
+        "ab", "ag", "aps", "as", "bv", "cjsc", "co", "company", "corp", "corporation", "cv", "fzc",
+        "fzco", "fze", "gmbh", "inc", "incorporated", "jsc", "kg", "limited", "llc", "llp", "lp", "ltd",
+        "nv", "oao", "ojsc", "ooo", "oy", "pjsc", "plc", "pte", "pty", "sa", "sarl", "sas", "sl", "spa",
+        "srl", "zao",
+        # connecting words
+        "and", "de", "del", "el", "la", "of", "the",
     }
 )  # fmt: skip
-"""Words dropped before name matching: "Acme GmbH" and "ACME Ltd." are the same name to a screener."""
+"""Words dropped before name matching, with single letters: they carry no identity, so "Acme GmbH" and
+"ACME Ltd." are the same name to a screener."""
 
 FEATURE_FAMILIES: dict[str, list[str]] = {
     "receivables": [
@@ -442,7 +452,7 @@ def _credit(
     bureau_line = Timeline(encode(bureau["customer_id"], q.customers), reported, n)
     b_row, b_found = _latest(bureau_line, bureau_line.before(q.customer, q.at))
 
-    open_orders = _open_orders_amount(history, _table(tables, "invoices"), q)
+    open_orders = _open_orders_amount(history, _table(tables, "invoices"), _table(tables, "holds"), q)
     exposure = open_receivables + open_orders + np.nan_to_num(_number(q.frame, "amount"))
     return {
         "credit_limit": limit,
@@ -459,20 +469,32 @@ def _credit(
     }
 
 
-def _open_orders_amount(history: pd.DataFrame, invoices: pd.DataFrame, q: _Orders) -> np.ndarray:
-    """Amount of the customer's other orders created before t and not yet invoiced at t."""
+def _open_orders_amount(
+    history: pd.DataFrame, invoices: pd.DataFrame, holds: pd.DataFrame, q: _Orders
+) -> np.ndarray:
+    """Amount of the customer's other orders created before t and neither invoiced nor cancelled at t."""
     customer = encode(history["customer_id"], q.customers)
     created = _times(history, "created_at")
+    orders = pd.Index(history["order_id"].astype("string"))
 
-    first_invoice = np.full(len(history), NAT, dtype=np.int64)
-    order_pos = encode(invoices["order_id"], pd.Index(history["order_id"].astype("string")))
-    linked = order_pos >= 0
-    if linked.any():
-        issued = _times(invoices, "issued_at")[linked]
-        firsts = pd.Series(issued).groupby(order_pos[linked]).min()
-        first_invoice[firsts.index.to_numpy()] = firsts.to_numpy()
+    # An order closes at its first invoice (from then on the invoice is the exposure), at its
+    # cancellation, or when the open window expires, whichever comes first.
     expires = np.where(created != NAT, created + OPEN_ORDER_WINDOW_DAYS * DAY_NS, NAT)
-    closes = np.where(first_invoice != NAT, np.maximum(np.minimum(first_invoice, expires), created), expires)
+    closes = expires.copy()
+    cancelled = _text(holds, "release_kind").str.lower().isin(CANCELLING_RELEASE_KINDS)
+    for frame, column, rows in (
+        (invoices, "issued_at", slice(None)),
+        (holds, "released_at", cancelled.to_numpy(dtype=bool, na_value=False)),
+    ):
+        position = encode(frame["order_id"], orders)[rows]
+        at = _times(frame, column)[rows]
+        known = (position >= 0) & (at != NAT)
+        if known.any():
+            firsts = pd.Series(at[known]).groupby(position[known]).min()
+            where = firsts.index.to_numpy()
+            closes[where] = np.minimum(closes[where], firsts.to_numpy())
+    # An invoice or cancellation dated before the order (a data error) closes it on creation.
+    closes = np.where(created != NAT, np.maximum(closes, created), NAT)
 
     n = len(q.customers)
     amount = _cents(_number(history, "amount"))
@@ -528,8 +550,9 @@ def _order_behaviour(history: pd.DataFrame, lines: pd.DataFrame, q: _Orders) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         log_mean = log_sum / count
         log_std = np.sqrt(np.maximum(log_sq / count - log_mean**2, 0) * count / np.maximum(count - 1, 1))
+        log_std = np.maximum(log_std, MIN_LOG_AMOUNT_STD * 10_000)
         own = np.log1p(np.clip(_number(q.frame, "amount"), 0, None)) * 10_000
-        zscore = np.where((count >= 2) & (log_std > 0), (own - log_mean) / log_std, np.nan)
+        zscore = np.where(count >= 2, (own - log_mean) / log_std, np.nan)
 
     own_amount = _number(q.frame, "amount")
     pos = lines["pos"].to_numpy()
@@ -651,12 +674,12 @@ def _payments(payments: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
 
 
 def normalise_name(name: str) -> str:
-    """Lower-case words of a company or person name without punctuation and legal-form words."""
+    """Lower-case words of a company or person name, without punctuation and :data:`NAME_NOISE_WORDS`."""
     words = re.findall(r"[^\W_]+", name.lower())
-    return " ".join(w for w in words if w not in LEGAL_FORMS)
+    return " ".join(w for w in words if len(w) > 1 and w not in NAME_NOISE_WORDS)
 
 
-def sanctions_scores(names: pd.Series, entries: pd.DataFrame, block: int = 2_000) -> np.ndarray:
+def sanctions_scores(names: pd.Series, entries: pd.DataFrame, block: int = 500) -> np.ndarray:
     """Best token-sort similarity (0-100) of each name to any sanctions entry name or alias.
 
     Args:
@@ -682,7 +705,7 @@ def sanctions_scores(names: pd.Series, entries: pd.DataFrame, block: int = 2_000
     for lo in range(0, len(queries), block):
         # token_sort_ratio compares the sorted words, so word order ("Petrov Ivan") does not matter.
         matrix = process.cdist(
-            queries[lo : lo + block], choices, scorer=fuzz.token_sort_ratio, dtype=np.uint8, workers=-1
+            queries[lo : lo + block], choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=-1
         )
         scores[lo : lo + block] = matrix.max(axis=1)
     out[present] = scores

@@ -590,6 +590,7 @@ def record(draw, table: str, hours: st.SearchStrategy[int], ids: dict[str, list[
             "reason": draw(st.sampled_from([*HOLD_REASONS, UNSPECIFIED_REASON])),
             "placed_at": at,
             "released_at": draw(maybe_after(at)),
+            "release_kind": draw(st.sampled_from(["manual", "auto", "rejected"])),
         }
     if table == "inventory":
         return {"product_id": draw(st.sampled_from(PRODUCTS)), "as_of": at, "available": draw(MONEY)}
@@ -762,3 +763,35 @@ def test_timeline_windows_match_a_brute_force_count(events, queries, inclusive, 
         # The latest is the last of the latest time in input order: ties resolve stably.
         expected = max(seen, key=lambda j: (at[j], j)) if seen else -1
         assert latest[i] == expected
+
+
+def test_a_rejected_hold_cancels_an_open_order_from_its_release(world):
+    world["holds"] = frame(
+        "holds",
+        [
+            {
+                "order_id": "O0",
+                "reason": "credit",
+                "placed_at": "2024-04-10T01:00:00Z",
+                "released_at": "2024-04-12T00:00:00Z",
+                "release_kind": "rejected",
+            }
+        ],
+    )
+
+    row = features_of(world)
+
+    assert row["open_orders_amount"] == 0.0
+    assert row["exposure"] == pytest.approx(47.0 + 1000.0)
+    world["holds"].loc[0, "released_at"] = pd.Timestamp(T)  # rejected only at t: still open at t
+    assert features_of(world)["open_orders_amount"] == 500.0
+
+
+def test_an_uninvoiced_order_leaves_the_exposure_after_the_open_window(world):
+    world["orders"].loc[world["orders"]["order_id"] == "O0", "created_at"] = pd.Timestamp(
+        "2024-01-15", tz="UTC"
+    )
+
+    row = features_of(world)
+
+    assert row["open_orders_amount"] == 0.0  # 91 days before t
