@@ -1,0 +1,85 @@
+"""Ingestion of file extracts: landing, quarantine in the warehouse, clear errors, idempotent re-runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine
+
+from include import config, ingest, validation, warehouse
+from include.hooks import MissingSourceError
+
+AS_OF = datetime(2025, 6, 30, tzinfo=UTC)
+
+BUREAU_CSV = (
+    "customer_id,reported_at,bureau,score,rating,days_beyond_terms,derogatory_flags\n"
+    "C1,2025-05-01T00:00:00Z,acme,610,B,3,0\n"
+    "C2,2025-05-01T00:00:00Z,acme,not-a-score,C,9,1\n"
+    "C3,2025-05-01T00:00:00Z,acme,700,A,0,0\n"
+    "C3,2025-05-01T00:00:00Z,acme,700,A,0,0\n"
+    "C4,2025-07-02T00:00:00Z,acme,500,D,40,2\n"
+)
+
+
+@pytest.fixture
+def drops(holdcast_home, monkeypatch):
+    # Half of this tiny batch is bad on purpose: a tolerance that lets it through.
+    monkeypatch.setenv("HOLDCAST_QUARANTINE_TOLERANCE", "0.6")
+    folder = config.HOLDCAST_DROP_DIR.get() / "bureau"
+    folder.mkdir(parents=True)
+    (folder / "bureau_reports.csv").write_text(BUREAU_CSV)
+    return folder
+
+
+def _quarantine():
+    with create_engine(config.HOLDCAST_WAREHOUSE_URL.get()).connect() as conn:
+        return pd.read_sql("SELECT * FROM quarantine ORDER BY row_number", conn)
+
+
+def test_bad_rows_are_quarantined_and_good_rows_land(drops):
+    summary = ingest.ingest_source("bureau", AS_OF, dataset="demo")
+    # The row dated after the interval is not part of it; of the other four, two are bad.
+    assert summary["tables"]["bureau_reports"] == {"good": 2, "quarantined": 2}
+    quarantine = _quarantine()
+    assert quarantine["rules"].tolist() == [
+        "parse_float:score",
+        "duplicate_key:customer_id,reported_at,bureau",
+    ]
+    assert set(quarantine["source"]) == {"bureau"} and set(quarantine["batch"]) == {"2025-06-30"}
+    good = warehouse.read_canonical(AS_OF)["bureau_reports"]
+    assert sorted(good["customer_id"]) == ["C1", "C3"]
+    assert warehouse.lake_path("raw", "bureau", "bureau_reports", "as_of=2025-06-30", "part.parquet").exists()
+
+
+def test_same_interval_twice_gives_the_same_state(drops):
+    ingest.ingest_source("bureau", AS_OF, dataset="demo")
+    first = (_quarantine(), warehouse.read_canonical(AS_OF)["bureau_reports"])
+    ingest.ingest_source("bureau", AS_OF, dataset="demo")
+    pd.testing.assert_frame_equal(first[0], _quarantine())
+    pd.testing.assert_frame_equal(first[1], warehouse.read_canonical(AS_OF)["bureau_reports"])
+
+
+def test_missing_file_names_the_source_and_path(holdcast_home):
+    with pytest.raises(MissingSourceError, match=r"'interactions' at .*crm/interactions\.csv"):
+        ingest.ingest_source("crm", AS_OF, dataset="demo")
+
+
+def test_empty_file_is_an_error(drops):
+    (drops / "bureau_reports.csv").write_text("")
+    with pytest.raises(MissingSourceError, match="is empty"):
+        ingest.ingest_source("bureau", AS_OF, dataset="demo")
+
+
+def test_batch_beyond_tolerance_fails_and_keeps_its_report(drops, monkeypatch):
+    monkeypatch.setenv("HOLDCAST_QUARANTINE_TOLERANCE", "0.1")
+    with pytest.raises(validation.ValidationFailed, match=r"2 of 4 rows quarantined"):
+        ingest.ingest_source("bureau", AS_OF, dataset="demo")
+    report = warehouse.lake_path("reports", "validation", "as_of=2025-06-30", "bureau.json")
+    assert '"rows_quarantined": 2' in report.read_text()
+
+
+def test_publish_without_orders_fails(holdcast_home):
+    with pytest.raises(MissingSourceError, match="no orders were ingested for 2025-06-30"):
+        ingest.publish(AS_OF)
