@@ -39,16 +39,9 @@ ERP_TABLES = (
     "holds",
     "inventory",
 )
-# Tables a world can lack rows of without anything being wrong (a young ERP has no disputes yet).
-MAY_BE_EMPTY = {
-    "credit_profiles",
-    "bureau_reports",
-    "payments",
-    "disputes",
-    "interactions",
-    "holds",
-    "inventory",
-}
+# Tables a young ERP can lack rows of. A file extract with no rows is a dead feed, not "nothing
+# happened", so bureau, CRM and sanctions tables must have rows.
+MAY_BE_EMPTY = {"credit_profiles", "payments", "disputes", "holds", "inventory"}
 
 
 @dataclass(frozen=True)
@@ -165,6 +158,11 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
                 table, raw, source=name, batch=label, tolerance=tolerance, allow_empty=table in MAY_BE_EMPTY
             )
         except validation.ValidationFailed as err:
+            # The failed batch's bad rows are kept too, so they can be queried, not only counted.
+            if err.quarantine is not None:
+                warehouse.replace_rows(
+                    "quarantine", err.quarantine, where={"source": name, "batch": label, "table_name": table}
+                )
             reports.append(err.report)
             _write_report(name, label, reports)
             raise
@@ -188,9 +186,16 @@ def _write_report(source: str, label: str, reports: list[dict]) -> Path:
 
 def publish(as_of: datetime) -> dict[str, int]:
     """Load the interval's canonical tables into the warehouse for SQL consumers; return row counts."""
+    label = warehouse.as_of_label(as_of)
     tables = warehouse.read_canonical(as_of)
     if tables["orders"].empty:
-        raise MissingSourceError(f"no orders were ingested for {warehouse.as_of_label(as_of)}")
+        raise MissingSourceError(f"no orders were ingested for {label}")
+    newest = warehouse.published_as_of()
+    if newest is not None and newest > as_of:
+        # A backfill of an older interval must not replace what SQL users see with older data.
+        logger.info("Warehouse keeps the newer snapshot of %s; %s stays in the lake only", newest, label)
+        return {name: len(frame) for name, frame in tables.items()}
     counts = {name: warehouse.replace_table(name, frame) for name, frame in tables.items()}
-    logger.info("Published canonical tables for %s: %s", warehouse.as_of_label(as_of), counts)
+    warehouse.record_published(as_of)
+    logger.info("Published canonical tables for %s: %s", label, counts)
     return counts

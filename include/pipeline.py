@@ -54,6 +54,12 @@ def build_features(as_of: datetime) -> dict[str, Any]:
 
     tables = warehouse.read_canonical(as_of)
     orders = tables["orders"]
+    if orders.empty:
+        from include.hooks import MissingSourceError
+
+        raise MissingSourceError(
+            f"no canonical orders for {warehouse.as_of_label(as_of)}; run holdcast_ingest for that interval first"
+        )
     features = build_order_features(tables)
     labels = build_labels(orders, tables["holds"], as_of, config.HOLDCAST_LABEL_HORIZON_DAYS.get())
     out = warehouse.features_dir(as_of)

@@ -41,9 +41,10 @@ class SchemaError(ValueError):
 class ValidationFailed(RuntimeError):
     """A batch broke a table-level rule or quarantined more rows than the tolerance allows."""
 
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
+    def __init__(self, message: str, report: dict[str, Any], quarantine: pd.DataFrame | None = None) -> None:
         super().__init__(message)
         self.report = report
+        self.quarantine = quarantine
 
 
 @dataclass
@@ -195,7 +196,9 @@ def validate(
             else f"{len(bad_rows)} of {len(frame)} rows quarantined ({share:.1%}) > tolerance {tolerance:.1%}"
         )
         raise ValidationFailed(
-            f"source {source!r}, table {table!r}, batch {batch}: {why}; first failing rules: {worst}", report
+            f"source {source!r}, table {table!r}, batch {batch}: {why}; first failing rules: {worst}",
+            report,
+            quarantine,
         )
     return Outcome(table, good, quarantine, report)
 

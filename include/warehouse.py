@@ -107,18 +107,57 @@ def engine() -> Engine:
     return create_engine(url)
 
 
+def _declared_tables(metadata):
+    """Warehouse tables whose column types must not depend on the first batch written (it may be empty)."""
+    from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text
+
+    return {
+        "quarantine": Table(
+            "quarantine",
+            metadata,
+            Column("source", String(64), nullable=False),
+            Column("batch", String(32), nullable=False),
+            Column("table_name", String(64), nullable=False),
+            Column("row_number", Integer, nullable=False),
+            Column("rules", Text, nullable=False),
+            Column("raw", Text),
+        ),
+        "decisions": Table(
+            "decisions",
+            metadata,
+            Column("order_id", String(64), nullable=False),
+            Column("customer_id", String(64)),
+            Column("risk", Float),
+            Column("band", String(32)),
+            Column("at_risk", Boolean),
+            Column("reasons", Text),
+            Column("evidence", Text),
+            Column("team", String(64)),
+            Column("suggested_action", Text),
+            Column("model_name", String(128)),
+            Column("model_version", String(32)),
+            Column("policy_version", String(32)),
+            Column("as_of", String(32), nullable=False),
+            Column("decision_hash", String(32)),
+        ),
+    }
+
+
 def replace_rows(table: str, frame: pd.DataFrame, *, where: dict[str, object]) -> int:
     """Delete the rows of ``table`` matching ``where``, then append ``frame``: an idempotent write."""
-    from sqlalchemy import and_, column, delete, inspect
+    from sqlalchemy import MetaData, and_, column, delete, inspect
     from sqlalchemy import table as sa_table
 
     eng = engine()
+    declared = _declared_tables(MetaData()).get(table)
     with eng.begin() as conn:
+        if declared is not None:
+            declared.create(conn, checkfirst=True)
         if inspect(conn).has_table(table):
             t = sa_table(table, *(column(k) for k in where))
             conn.execute(delete(t).where(and_(*(t.c[k] == v for k, v in where.items()))))
-        # Written even when empty, so the table exists for whoever queries it.
-        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
+        if len(frame) or declared is None:
+            frame.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
     return len(frame)
 
 
@@ -127,3 +166,24 @@ def replace_table(table: str, frame: pd.DataFrame) -> int:
     with engine().begin() as conn:
         frame.to_sql(table, conn, if_exists="replace", index=False, chunksize=10_000)
     return len(frame)
+
+
+def published_as_of() -> datetime | None:
+    """The interval whose canonical tables the warehouse holds, if any."""
+    from sqlalchemy import inspect, text
+
+    eng = engine()
+    if not inspect(eng).has_table("published_snapshot"):
+        return None
+    with eng.connect() as conn:
+        label = conn.execute(text("SELECT as_of FROM published_snapshot")).scalar()
+    return parse_as_of_label(label) if label else None
+
+
+def record_published(as_of: datetime) -> None:
+    from sqlalchemy import text
+
+    with engine().begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS published_snapshot (as_of VARCHAR(32))"))
+        conn.execute(text("DELETE FROM published_snapshot"))
+        conn.execute(text("INSERT INTO published_snapshot (as_of) VALUES (:a)"), {"a": as_of_label(as_of)})

@@ -78,8 +78,59 @@ def test_batch_beyond_tolerance_fails_and_keeps_its_report(drops, monkeypatch):
         ingest.ingest_source("bureau", AS_OF, dataset="demo")
     report = warehouse.lake_path("reports", "validation", "as_of=2025-06-30", "bureau.json")
     assert '"rows_quarantined": 2' in report.read_text()
+    # The bad rows of the failed batch are in the quarantine table, not only counted in the report.
+    assert len(_quarantine()) == 2
+
+
+def test_header_only_file_is_a_dead_feed(drops):
+    (drops / "bureau_reports.csv").write_text(BUREAU_CSV.splitlines()[0] + "\n")
+    with pytest.raises(validation.ValidationFailed, match="row_count"):
+        ingest.ingest_source("bureau", AS_OF, dataset="demo")
+
+
+def test_quarantine_columns_are_typed_even_when_the_first_batch_is_clean(drops):
+    (drops / "bureau_reports.csv").write_text("\n".join(BUREAU_CSV.splitlines()[:2]) + "\n")
+    ingest.ingest_source("bureau", AS_OF, dataset="demo")
+    from sqlalchemy import inspect
+
+    columns = {
+        c["name"]: str(c["type"])
+        for c in inspect(create_engine(config.HOLDCAST_WAREHOUSE_URL.get())).get_columns("quarantine")
+    }
+    assert columns["rules"] == "TEXT" and columns["row_number"] == "INTEGER"
 
 
 def test_publish_without_orders_fails(holdcast_home):
     with pytest.raises(MissingSourceError, match="no orders were ingested for 2025-06-30"):
         ingest.publish(AS_OF)
+
+
+def _write_orders_partition(as_of):
+    """Write a one-order canonical partition for ``as_of``, as an ingest run would."""
+    from include import canonical
+
+    orders = canonical.coerce(
+        "orders",
+        pd.DataFrame(
+            {c: [None] for c in canonical.TABLES["orders"].column_names}
+            | {"order_id": ["O1"], "customer_id": ["C1"], "created_at": [as_of], "amount": [1.0]}
+            | {"status": ["open"]}
+        ),
+    )
+    warehouse.write_parquet(orders, warehouse.canonical_partition("orders", as_of, "erp"))
+
+
+def test_older_interval_does_not_replace_the_published_snapshot(holdcast_home):
+    newer, older = AS_OF, datetime(2025, 6, 1, tzinfo=UTC)
+    _write_orders_partition(newer)
+    _write_orders_partition(older)
+    ingest.publish(newer)
+    ingest.publish(older)
+    assert warehouse.published_as_of() == newer
+
+
+def test_features_for_an_interval_never_ingested_fail(holdcast_home):
+    from include import pipeline
+
+    with pytest.raises(MissingSourceError, match="run holdcast_ingest for that interval first"):
+        pipeline.build_features(AS_OF)
