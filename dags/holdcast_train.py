@@ -23,14 +23,16 @@ from include.dag_defaults import START_DATE, default_args
     max_active_runs=1,
     tags=["holdcast", "training"],
     default_args=default_args(),
+    params={"force_retrain": False},
     doc_md=__doc__,
 )
 def holdcast_train():
     @task(outlets=[CHAMPION_MODEL])
-    def train_and_register(*, logical_date=None, outlet_events=None) -> dict:
+    def train_and_register(*, logical_date=None, outlet_events=None, params=None) -> dict:
         from include import pipeline
 
-        result = pipeline.train_model(pipeline.resolve_as_of(logical_date))
+        force = bool((params or {}).get("force_retrain"))
+        result = pipeline.train_model(pipeline.resolve_as_of(logical_date), force=force)
         outlet_events[CHAMPION_MODEL].extra = {"model_version": result["model_version"]}
         return result
 

@@ -150,9 +150,29 @@ HOLDCAST_POLICY_FILE = Setting(
     "Policy file: risk bands, team and suggested action per reason.",
 )
 
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected zero or a positive whole number")
+    return value
+
+
+HOLDCAST_PROMOTION_MARGIN = Setting(
+    "HOLDCAST_PROMOTION_MARGIN",
+    float,
+    lambda: "0.0",
+    "How much a challenger's any-hold PR-AUC must exceed the champion's to take the alias automatically.",
+)
+HOLDCAST_MLFLOW_UI_URL = Setting(
+    "HOLDCAST_MLFLOW_UI_URL",
+    str,
+    lambda: "http://127.0.0.1:5000",
+    "Address of the MLflow UI, linked from the Airflow UI's navigation.",
+)
 HOLDCAST_TASK_RETRIES = Setting(
     "HOLDCAST_TASK_RETRIES",
-    int,
+    _non_negative_int,
     lambda: "2",
     "Retries of every holdcast task; the demo and the tests set 0 so a failure shows at once.",
 )
@@ -171,4 +191,6 @@ ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_LABEL_HORIZON_DAYS,
     HOLDCAST_POLICY_FILE,
     HOLDCAST_TASK_RETRIES,
+    HOLDCAST_PROMOTION_MARGIN,
+    HOLDCAST_MLFLOW_UI_URL,
 )

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
+from include.errors import MissingSourceError
+
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
@@ -99,7 +101,3 @@ class ErpSqlHook(BaseHook):
             frame = frame[~(stamps >= before)].reset_index(drop=True)
         logger.info("Read %s rows from ERP table %s", len(frame), table)
         return frame
-
-
-class MissingSourceError(RuntimeError):
-    """A source the run expects (a table, a file) is absent or empty."""

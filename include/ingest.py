@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from include import canonical, config, warehouse
-from include.hooks import MissingSourceError
+from include.errors import MissingSourceError
 
 if TYPE_CHECKING:
     import pandas as pd

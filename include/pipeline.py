@@ -55,10 +55,11 @@ def build_features(as_of: datetime) -> dict[str, Any]:
     tables = warehouse.read_canonical(as_of)
     orders = tables["orders"]
     if orders.empty:
-        from include.hooks import MissingSourceError
+        from include.errors import MissingSourceError
 
         raise MissingSourceError(
-            f"no canonical orders for {warehouse.as_of_label(as_of)}; run holdcast_ingest for that interval first"
+            f"no canonical orders for {warehouse.as_of_label(as_of)}; "
+            "run holdcast_ingest for that interval first"
         )
     features = build_order_features(tables)
     labels = build_labels(orders, tables["holds"], as_of, config.HOLDCAST_LABEL_HORIZON_DAYS.get())
@@ -99,11 +100,16 @@ def _mlflow_setup() -> str:
     return uri
 
 
-def train_model(as_of: datetime) -> dict[str, Any]:
-    """Train on the newest feature snapshot at or before ``as_of``, log to MLflow, register, run the gate."""
+def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
+    """Train on the newest feature snapshot at or before ``as_of``, log to MLflow, register, run the gate.
+
+    A version already trained on exactly this data is reused rather than trained again (unless
+    ``force``), so re-running an interval leaves the registry and its aliases as they were.
+    """
     from features.build import CATEGORICAL_COLUMNS, FEATURE_COLUMNS
+    from include.canonical import HOLD_REASONS
     from training.registry import log_and_register
-    from training.train import train
+    from training.train import data_hash, train
 
     path, snap_as_of = warehouse.latest_features_dir(as_of)
     features, labels, orders = _load_snapshot(path)
@@ -112,7 +118,22 @@ def train_model(as_of: datetime) -> dict[str, Any]:
         raise ValueError(f"feature snapshot {path} has no order with a known outcome to train on")
     x = features.loc[trainable, FEATURE_COLUMNS]
     y = labels.loc[trainable]
-    result = train(x, y, orders.loc[trainable, "created_at"], categorical=list(CATEGORICAL_COLUMNS))
+    created = orders.loc[trainable, "created_at"]
+    model_name = config.HOLDCAST_MODEL_NAME.get()
+    tracking_uri = _mlflow_setup()
+    # The same hash training records on the version: features, the label columns, creation times.
+    label_columns = ["label_any", *(f"label_{r}" for r in HOLD_REASONS)]
+    digest = data_hash(x, y[label_columns], created)
+    existing = None if force else _version_trained_on(model_name, tracking_uri, digest)
+    if existing is not None:
+        logger.info(
+            "Version %s of %s was trained on this very data (hash %s); not training again",
+            existing["model_version"],
+            model_name,
+            digest[:12],
+        )
+        return {"as_of": warehouse.as_of_label(snap_as_of), **existing}
+    result = train(x, y, created, categorical=list(CATEGORICAL_COLUMNS))
 
     split = result.split
     extra = _baselines(orders, y, x, split.fit_ids.append(split.calib_ids), split.valid_ids)
@@ -127,8 +148,9 @@ def train_model(as_of: datetime) -> dict[str, Any]:
     }
     registered = log_and_register(
         result,
-        model_name=config.HOLDCAST_MODEL_NAME.get(),
-        tracking_uri=_mlflow_setup(),
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        margin=config.HOLDCAST_PROMOTION_MARGIN.get(),
         experiment_name=f"holdcast-{dataset}",
         artifact_location=config.HOLDCAST_MLFLOW_ARTIFACTS.get(),
         run_params=run_params,
@@ -147,6 +169,27 @@ def train_model(as_of: datetime) -> dict[str, Any]:
     }
     logger.info("Trained: %s", summary)
     return summary
+
+
+def _version_trained_on(model_name: str, tracking_uri: str, digest: str) -> dict[str, Any] | None:
+    """The registered version whose training data had this hash, if there is one."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        champion = client.get_registered_model(model_name).aliases.get("champion")
+    except MlflowException:
+        return None  # no such model yet
+    for version in client.search_model_versions(f"name = '{model_name}'"):
+        if version.tags.get("data_hash") == digest:
+            return {
+                "model_version": str(version.version),
+                "is_champion": str(champion) == str(version.version),
+                "run_id": version.run_id,
+                "reused": True,
+            }
+    return None
 
 
 def _baselines(orders, labels, features, train_ids, valid_ids) -> dict[str, float]:

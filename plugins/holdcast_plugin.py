@@ -1,13 +1,13 @@
 """Airflow UI plugin: a navigation link to the MLflow UI where holdcast's runs and models live.
 
-The address comes from ``HOLDCAST_MLFLOW_UI_URL`` (default: the one ``make mlflow-ui`` serves).
+The address is the setting ``HOLDCAST_MLFLOW_UI_URL`` (default: the one ``make mlflow-ui`` serves).
 """
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
+
+from include import config
 
 
 class HoldcastPlugin(AirflowPlugin):
@@ -15,7 +15,7 @@ class HoldcastPlugin(AirflowPlugin):
     external_views = [
         {
             "name": "MLflow (holdcast models)",
-            "href": os.environ.get("HOLDCAST_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+            "href": config.HOLDCAST_MLFLOW_UI_URL.get(),
             "destination": "nav",
             "category": "browse",
         }

@@ -6,7 +6,7 @@ any extra metrics the caller computed (oracle, baselines). The model is register
 with a signature and an input example, and gets the alias ``challenger``.
 
 The promotion gate then scores the current ``champion`` on the same validation features and moves the
-``champion`` alias to the new version only if its any-hold PR-AUC is at least the champion's plus a
+``champion`` alias to the new version only if its any-hold PR-AUC is above the champion's plus a
 margin. The first version of a model becomes champion unopposed. Aliases only: MLflow stages are
 deprecated and never used. A person can still overrule the gate by moving the alias in the MLflow UI.
 """
@@ -47,7 +47,7 @@ class GateComparison:
         challenger_pr_auc: its any-hold PR-AUC on the validation features.
         champion_version: the version that held the alias before the gate ran, if any.
         champion_pr_auc: its any-hold PR-AUC on the same features (``None`` when it could not score).
-        margin: the challenger must reach ``champion_pr_auc + margin``.
+        margin: the challenger must exceed ``champion_pr_auc + margin``.
         reason: one sentence for people reading the run.
     """
 
@@ -142,7 +142,7 @@ def log_and_register(
         valid_features: the validation window's features, the same frame the champion is scored on.
         valid_labels: their labels (``label_any``, ``label_<reason>``).
         artifact_location: artifact root of a newly created experiment; ``None`` for MLflow's default.
-        margin: the challenger needs ``PR-AUC >= champion's + margin`` to be promoted (negative to
+        margin: the challenger needs ``PR-AUC > champion's + margin`` to be promoted (negative to
             tolerate a small drop).
         promote_if_champion_unusable: promote when the champion cannot score the current features
             (it would fail at scoring anyway); otherwise keep it and leave the fix to a person.
@@ -307,12 +307,13 @@ def _gate(
         reason = "PR-AUC is undefined on the validation labels (a single class); the champion stays"
         return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
     needed = champion_pr_auc + margin
-    if challenger_pr_auc >= needed:
+    # Strictly better: a tie (the same data and code trained twice) leaves the champion where it is.
+    if challenger_pr_auc > needed:
         reason = (
-            f"any-hold PR-AUC {challenger_pr_auc:.4f} >= champion's {champion_pr_auc:.4f} + margin {margin}"
+            f"any-hold PR-AUC {challenger_pr_auc:.4f} > champion's {champion_pr_auc:.4f} + margin {margin}"
         )
         return verdict(PROMOTED, current, champion_pr_auc, reason)
-    reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} < champion's {champion_pr_auc:.4f} + margin {margin}"
+    reason = f"any-hold PR-AUC {challenger_pr_auc:.4f} <= champion's {champion_pr_auc:.4f} + margin {margin}"
     return verdict(KEPT_CHAMPION, current, champion_pr_auc, reason)
 
 

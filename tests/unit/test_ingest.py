@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from include import config, ingest, validation, warehouse
-from include.hooks import MissingSourceError
+from include.errors import MissingSourceError
 
 AS_OF = datetime(2025, 6, 30, tzinfo=UTC)
 
