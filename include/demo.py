@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -63,17 +64,27 @@ def environment(home: Path, dataset: str) -> dict[str, str]:
     return env
 
 
+# An exception line as Python prints it: "ValidationFailed: source 'bureau', ...".
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Failed|Failure)\w*: .+")
+
+
 def _run(cmd: list[str], env: dict[str, str], log_file: Path) -> None:
     started = time.monotonic()
     print(f"  $ {' '.join(cmd)}", flush=True)
     with log_file.open("a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
+        offset = log.tell()
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
-        tail = "".join(log_file.read_text().splitlines(keepends=True)[-40:])
+        with log_file.open() as log:
+            log.seek(offset)
+            output = log.read().splitlines()
+        # Several tasks log at once: the cause is the exception line, wherever it fell in the output.
+        causes = list(dict.fromkeys(line.strip() for line in output if _ERROR_LINE.match(line.strip())))
+        shown = "\n".join(f"    {line}" for line in causes[-5:]) or "\n".join(output[-30:])
         raise SystemExit(
-            f"{' '.join(cmd)} failed (exit {proc.returncode}); last lines of {log_file}:\n{tail}"
+            f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{shown}\nfull output: {log_file}"
         )
     print(f"    done in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -82,10 +93,10 @@ def generate_demo_erp(home: Path, orders: int, seed: int, as_of: str, env: dict[
     """Generate the demo ERP and file extracts unless the same world (size, seed, date) is already there."""
     marker = home / "demo" / "world.json"
     wanted = {"orders": orders, "seed": seed, "as_of": as_of}
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
+    erp_db = home / "demo" / "erp.db"
+    if marker.exists() and erp_db.exists() and json.loads(marker.read_text()) == wanted:
         print(f"  demo ERP for {wanted} already generated", flush=True)
         return
-    erp_db = home / "demo" / "erp.db"
     erp_db.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -140,6 +151,11 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     erp_db = home / dataset / "erp.db"
     with create_engine(f"sqlite:///{erp_db}").connect() as conn:
         statuses = pd.read_sql("SELECT COUNT(*) AS n FROM holdcast_order_status", conn)["n"].iloc[0]
+        changed = pd.read_sql(
+            "SELECT COUNT(*) AS n FROM holdcast_writeback_audit WHERE decided_as_of = :a",
+            conn,
+            params={"a": as_of[:10]},
+        )["n"].iloc[0]
     name = config.HOLDCAST_MODEL_NAME.get()
     client = MlflowClient(tracking_uri=config.MLFLOW_TRACKING_URI.get())
     champion = client.get_model_version_by_alias(name, "champion")
@@ -170,6 +186,12 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     ):
         if key in metrics:
             lines.append(f"  {title:<28}{metrics[key]:.3f}")
+    baseline = metrics.get("baseline_segment_payment_pr_auc")
+    if baseline is not None and metrics.get("any_pr_auc", 0.0) <= baseline:
+        lines.append(
+            "  NOTE: the model does not beat the segment and payment-type baseline on this holdout;"
+            " treat its scores with care"
+        )
     if "oracle_pr_auc" in metrics and metrics.get("oracle_pr_auc"):
         ratio = metrics["any_pr_auc"] / metrics["oracle_pr_auc"]
         lines.append(f"  {'PR-AUC model / oracle':<28}{ratio:.3f}")
@@ -177,7 +199,8 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     for row in quarantine.sort_values("n", ascending=False).head(5).itertuples():
         lines.append(f"    {row.table_name}: {row.rules}  {row.n}")
     lines += [
-        f"  statuses written back       {statuses} rows in table holdcast_order_status of {erp_db}",
+        f"  ERP status table            {statuses} orders in holdcast_order_status of {erp_db}"
+        f" ({changed} written for this interval, the rest unchanged since)",
         f"  decisions and quarantine    {warehouse_url}",
         f"  Airflow logs                {home / 'airflow' / 'logs'}",
         f"  MLflow store                {config.MLFLOW_TRACKING_URI.get()}",
