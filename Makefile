@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATASET ?= demo
+DATASET ?= $(or $(HOLDCAST_DATASET),demo)
 export HOLDCAST_HOME ?= $(CURDIR)/.holdcast
 
 .PHONY: demo test test-unit bench airflow mlflow-ui lint constraints clean
@@ -26,7 +26,7 @@ test: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit tests/dags
 
-## Benchmarks of DESIGN.md section 10 (not part of the tests). ORDERS=..., LINES=...
+## The performance benchmarks of README.md "Targets" (not part of the tests). ORDERS=..., LINES=...
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(if $(ORDERS),--orders $(ORDERS)) $(if $(LINES),--lines $(LINES))
 

@@ -1,1 +1,4 @@
-"""Benchmarks of DESIGN.md section 10; run from the project root, e.g. ``python -m bench.bench_features``."""
+"""Performance benchmarks (README.md, Targets).
+
+Run from the project root, e.g. ``python -m bench.bench_features``.
+"""

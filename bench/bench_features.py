@@ -1,4 +1,4 @@
-"""Benchmark: point-in-time feature rebuild against a hand-written DuckDB query (DESIGN.md section 10).
+"""Benchmark: point-in-time feature rebuild against a hand-written DuckDB query (README.md, Targets).
 
 The target: rebuilding features for 1M orders over 10M receivable lines costs at most about 2x a
 hand-written DuckDB query computing the same aggregates. This script generates canonical ``orders``

@@ -1,8 +1,8 @@
 """Benchmark: scoring open orders end to end against a bare LightGBM predict on the same matrix.
 
-DESIGN section 10 asks that scoring N open orders end to end (features, model, decisions, written
-out) cost at most about 3x a bare LightGBM ``predict`` on the same matrix. This script measures both
-in one run and prints the ratio.
+Our target (README.md, Targets) is that scoring N open orders end to end (features, model, decisions,
+written out) cost at most about 3x a bare LightGBM ``predict`` on the same matrix. This script
+measures both in one run and prints the ratio.
 
 What is timed end to end, for every order of a synthetic world (:func:`bench.bench_features.make_tables`):
 point-in-time features -> the registered model loaded through ``mlflow.pyfunc`` (calibrated any-hold
@@ -11,7 +11,7 @@ decisions with evidence -> the decisions written to Parquet. Writing them into t
 is timed apart: that cost belongs to the ERP's database, not to holdcast.
 
 References, on the very matrix the model saw:
-- ``bare``: ``booster.predict`` of the any-hold booster alone (the figure DESIGN names);
+- ``bare``: ``booster.predict`` of the any-hold booster alone (the target's reference);
 - ``bare, all targets``: ``booster.predict`` of every booster the model holds.
 
 The model is trained first, untimed, on a sample with labels drawn from a known logistic of the

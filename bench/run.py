@@ -1,11 +1,11 @@
-"""``make bench``: the two benchmarks of DESIGN section 10, each measured against its reference in one run.
+"""``make bench``: the two performance benchmarks, each measured against its reference in one run.
 
 1. Feature rebuild against a hand-written DuckDB query computing the same receivables aggregates
    (:mod:`bench.bench_features`; target at most about 2x).
 2. Scoring open orders end to end against a bare LightGBM predict on the same matrix
    (:mod:`bench.bench_scoring`; target at most about 3x).
 
-Defaults: 1M orders and 2M receivable lines; ``--lines 10000000`` gives DESIGN's 10M-line case.
+Defaults: 1M orders and 2M receivable lines; ``--lines 10000000`` gives the 10M-line target case.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import os
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--lines", type=int, default=2_000_000, help="receivable lines (10M: DESIGN's case)")
+    parser.add_argument(
+        "--lines", type=int, default=2_000_000, help="receivable lines; 10M is the target case"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("features", "scoring"), help="run one of the two")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Point-in-time features per order: what the ERP knew about the order and its customer when it was created.
 
-For an order created at t every feature uses only facts known before t (DESIGN.md section 5):
+For an order created at t every feature uses only facts known before t:
 
 - invoices issued before t; an invoice is cleared only if ``cleared_at < t``;
 - payments received, bureau reports, disputes opened, CRM interactions, holds placed and orders created
@@ -144,7 +144,7 @@ FEATURE_FAMILIES: dict[str, list[str]] = {
     ],
     "inventory": ["inventory_cover_min", "lines_short_count"],
 }
-"""Feature columns by family (DESIGN.md section 5), in output order."""
+"""Feature columns by family, in output order."""
 
 FEATURE_COLUMNS: list[str] = [column for family in FEATURE_FAMILIES.values() for column in family]
 CATEGORICAL_COLUMNS: list[str] = [

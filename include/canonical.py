@@ -28,7 +28,7 @@ HOLD_REASONS: tuple[str, ...] = (
     "inventory",
     "manual_review",
 )
-"""Hold reason codes of DESIGN.md section 1. A source that cannot tell the reason uses ``unspecified``."""
+"""The hold reason codes. A source that cannot tell the reason uses ``unspecified``."""
 
 UNSPECIFIED_REASON = "unspecified"
 

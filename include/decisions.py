@@ -99,7 +99,7 @@ def load_policy(path: Path) -> Policy:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise fail(f"bands[{i}]", "a mapping with a string 'name' and a number 'min'")
         low = item.get("min")
-        if not isinstance(low, (int, float)) or not 0.0 <= low <= 1.0:
+        if not _is_number(low) or not 0.0 <= low <= 1.0:
             raise fail(f"bands[{i}].min", "a number between 0 and 1")
         bands.append(Band(item["name"], float(low)))
     if not bands:
@@ -107,27 +107,36 @@ def load_policy(path: Path) -> Policy:
     if [b.min for b in bands] != sorted((b.min for b in bands), reverse=True) or bands[-1].min != 0.0:
         raise fail("bands", "bands ordered from the highest 'min' down to a last band with min 0")
 
-    names = {b.name for b in bands}
-    at_risk = doc.get("at_risk_bands") or []
-    if not isinstance(at_risk, list) or not set(at_risk) <= names:
-        raise fail("at_risk_bands", f"a list of band names from {sorted(names)}")
+    names = [b.name for b in bands]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise fail("bands", f"each band name once; {repeated} repeat")
+    at_risk = doc.get("at_risk_bands")
+    if not isinstance(at_risk, list) or not at_risk or not set(at_risk) <= set(names):
+        raise fail("at_risk_bands", f"a non-empty list of band names from {names}")
     threshold = doc.get("reason_min_probability", 0.15)
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+    if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
         raise fail("reason_min_probability", "a number between 0 and 1")
 
     reasons = doc.get("reasons") or {}
     if not isinstance(reasons, dict):
         raise fail("reasons", "a mapping of reason code to team and action")
+    # An unknown key first: a typo ("payments") is the likelier mistake than a missing reason.
+    extra = set(reasons) - set(REASON_CODES)
+    if extra:
+        raise fail(f"reasons.{sorted(extra)[0]}", f"a reason code from {list(REASON_CODES)}")
     teams, actions = {}, {}
     for code in REASON_CODES:
         entry = reasons.get(code)
         if not isinstance(entry, dict) or not entry.get("team") or not entry.get("action"):
             raise fail(f"reasons.{code}", "a mapping with 'team' and 'action'")
         teams[code], actions[code] = str(entry["team"]), str(entry["action"])
-    extra = set(reasons) - set(REASON_CODES)
-    if extra:
-        raise fail(f"reasons.{sorted(extra)[0]}", f"a reason code from {list(REASON_CODES)}")
     return Policy(doc["version"], tuple(bands), frozenset(at_risk), float(threshold), teams, actions)
+
+
+def _is_number(value: object) -> bool:
+    # YAML reads "yes" as True, and bool is an int to Python: a flag is not a probability.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def decide(

@@ -27,7 +27,7 @@ Holds (the labels), one per held order, placed at the order date, release fields
 snapshot never shows a release:
 
 - ``ON_HOLD``: reason ``unspecified`` (DataCo gives no reason);
-- ``SUSPECTED_FRAUD``: ``manual_review`` (fraud suspicion is a manual-review trigger, DESIGN.md 1);
+- ``SUSPECTED_FRAUD``: ``manual_review`` (fraud suspicion is a manual-review trigger);
 - ``PAYMENT_REVIEW``: ``payment``.
 
 ``PENDING_PAYMENT`` is not a hold: it is the normal wait for a payment-type order's money.

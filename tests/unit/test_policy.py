@@ -39,6 +39,13 @@ def good_doc():
         ),
         (lambda d: d["reasons"].update(weather={"team": "x", "action": "y"}), r"reasons\.weather"),
         (lambda d: d.update(version=3), "version: expected a non-empty string"),
+        (lambda d: d.pop("at_risk_bands"), "at_risk_bands: expected a non-empty list"),
+        (lambda d: d["bands"][0].update(min=True), r"bands\[0\]\.min: expected a number"),
+        (lambda d: d["bands"][1].update(name="high"), r"each band name once; \['high'\] repeat"),
+        (
+            lambda d: d["reasons"].update(payments=d["reasons"].pop("payment")),
+            r"reasons\.payments: expected a",
+        ),
     ],
 )
 def test_bad_policy_names_file_and_path(tmp_path, good_doc, change, message):
