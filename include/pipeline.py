@@ -133,7 +133,9 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
             digest[:12],
         )
         return {"as_of": warehouse.as_of_label(snap_as_of), **existing}
-    result = train(x, y, created, categorical=list(CATEGORICAL_COLUMNS))
+    # Precision and recall are reported where the policy starts to act: its lowest at-risk band.
+    policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
+    result = train(x, y, created, categorical=list(CATEGORICAL_COLUMNS), threshold=policy.lowest_at_risk_min)
 
     split = result.split
     extra = _baselines(orders, y, x, split.fit_ids.append(split.calib_ids), split.valid_ids)
@@ -155,7 +157,11 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
         artifact_location=config.HOLDCAST_MLFLOW_ARTIFACTS.get(),
         run_params=run_params,
         extra_metrics=extra,
-        tags={"holdcast.dataset": dataset, "holdcast.features_as_of": label},
+        tags={
+            "holdcast.dataset": dataset,
+            "holdcast.features_as_of": label,
+            "holdcast.policy_version": policy.version,
+        },
         valid_features=x.loc[split.valid_ids],
         valid_labels=y.loc[split.valid_ids],
     )
