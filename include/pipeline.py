@@ -108,6 +108,7 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
     """
     from features.build import CATEGORICAL_COLUMNS, FEATURE_COLUMNS
     from include.canonical import HOLD_REASONS
+    from include.decisions import load_policy
     from training.registry import log_and_register
     from training.train import data_hash, train
 
