@@ -39,6 +39,33 @@ DECISION_COLUMNS = [
 ]
 
 
+def decision_sql_columns(*, as_of_column: str, key: bool) -> list:
+    """SQLAlchemy columns of a stored decision, in :data:`DECISION_COLUMNS` order.
+
+    Args:
+        as_of_column: the name the interval's column takes in the table.
+        key: whether ``order_id`` is the table's primary key (one current decision per order).
+    """
+    from sqlalchemy import Boolean, Column, Float, String, Text
+
+    return [
+        Column("order_id", String(64), primary_key=key, nullable=False),
+        Column("customer_id", String(64)),
+        Column("risk", Float),
+        Column("band", String(32)),
+        Column("at_risk", Boolean),
+        Column("reasons", Text),
+        Column("evidence", Text),
+        Column("team", String(64)),
+        Column("suggested_action", Text),
+        Column("model_name", String(128)),
+        Column("model_version", String(32)),
+        Column("policy_version", String(32)),
+        Column(as_of_column, String(32), nullable=False),
+        Column("decision_hash", String(32)),
+    ]
+
+
 class PolicyError(ValueError):
     """The policy file is not what holdcast expects."""
 

@@ -109,7 +109,9 @@ def engine() -> Engine:
 
 def _declared_tables(metadata):
     """Warehouse tables whose column types must not depend on the first batch written (it may be empty)."""
-    from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text
+    from sqlalchemy import Column, Integer, String, Table, Text
+
+    from include.decisions import decision_sql_columns
 
     return {
         "quarantine": Table(
@@ -122,24 +124,7 @@ def _declared_tables(metadata):
             Column("rules", Text, nullable=False),
             Column("raw", Text),
         ),
-        "decisions": Table(
-            "decisions",
-            metadata,
-            Column("order_id", String(64), nullable=False),
-            Column("customer_id", String(64)),
-            Column("risk", Float),
-            Column("band", String(32)),
-            Column("at_risk", Boolean),
-            Column("reasons", Text),
-            Column("evidence", Text),
-            Column("team", String(64)),
-            Column("suggested_action", Text),
-            Column("model_name", String(128)),
-            Column("model_version", String(32)),
-            Column("policy_version", String(32)),
-            Column("as_of", String(32), nullable=False),
-            Column("decision_hash", String(32)),
-        ),
+        "decisions": Table("decisions", metadata, *decision_sql_columns(as_of_column="as_of", key=False)),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from include.decisions import DECISION_COLUMNS
+from include.decisions import DECISION_COLUMNS, decision_sql_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,26 +25,9 @@ _WRITTEN = [c for c in DECISION_COLUMNS if c != "as_of"] + ["decided_as_of"]
 
 
 def _tables(metadata):
-    from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text
+    from sqlalchemy import Column, Integer, String, Table
 
-    status = Table(
-        STATUS_TABLE,
-        metadata,
-        Column("order_id", String(64), primary_key=True),
-        Column("customer_id", String(64)),
-        Column("risk", Float),
-        Column("band", String(16)),
-        Column("at_risk", Boolean),
-        Column("reasons", Text),
-        Column("evidence", Text),
-        Column("team", String(64)),
-        Column("suggested_action", Text),
-        Column("model_name", String(128)),
-        Column("model_version", String(32)),
-        Column("policy_version", String(32)),
-        Column("decided_as_of", String(32)),
-        Column("decision_hash", String(32)),
-    )
+    status = Table(STATUS_TABLE, metadata, *decision_sql_columns(as_of_column="decided_as_of", key=True))
     audit = Table(
         AUDIT_TABLE,
         metadata,

@@ -71,31 +71,26 @@ def test_every_open_order_has_exactly_one_status(world):
     assert at_risk["team"].notna().all() and at_risk["suggested_action"].notna().all()
 
 
+def _state(home):
+    """Everything a re-run must leave alone: registry, ERP statuses and audit, decisions, the lake."""
+    erp = f"sqlite:///{home / 'demo' / 'erp.db'}"
+    registry = f"sqlite:///{home / 'mlflow.db'}"
+    frames = [
+        _read(registry, "SELECT name, version, run_id FROM model_versions ORDER BY version"),
+        _read(registry, "SELECT * FROM registered_model_aliases ORDER BY alias"),
+        _read(erp, "SELECT * FROM holdcast_order_status ORDER BY order_id"),
+        _read(erp, "SELECT * FROM holdcast_writeback_audit ORDER BY id"),
+        _read(f"sqlite:///{home / 'demo' / 'warehouse.db'}", "SELECT * FROM decisions ORDER BY order_id"),
+    ]
+    return frames, _lake_digest(home / "demo" / "lake")
+
+
 def test_same_interval_again_changes_nothing(world):
     """The whole chain again, training included: registry, ERP, decisions and lake stay as they were."""
     home, env, log = world
-    erp = f"sqlite:///{home / 'demo' / 'erp.db'}"
-    warehouse = f"sqlite:///{home / 'demo' / 'warehouse.db'}"
-    registry = f"sqlite:///{home / 'mlflow.db'}"
-    versions = "SELECT name, version, run_id FROM model_versions ORDER BY version"
-    aliases = "SELECT * FROM registered_model_aliases ORDER BY alias"
-    before = (
-        _read(registry, versions),
-        _read(registry, aliases),
-        _read(erp, "SELECT * FROM holdcast_order_status ORDER BY order_id"),
-        _read(erp, "SELECT * FROM holdcast_writeback_audit ORDER BY id"),
-        _read(warehouse, "SELECT * FROM decisions ORDER BY order_id"),
-        _lake_digest(home / "demo" / "lake"),
-    )
+    frames_before, lake_before = _state(home)
     demo.run_chain(AS_OF, env, log)
-    after = (
-        _read(registry, versions),
-        _read(registry, aliases),
-        _read(erp, "SELECT * FROM holdcast_order_status ORDER BY order_id"),
-        _read(erp, "SELECT * FROM holdcast_writeback_audit ORDER BY id"),
-        _read(warehouse, "SELECT * FROM decisions ORDER BY order_id"),
-        _lake_digest(home / "demo" / "lake"),
-    )
-    for old, new in zip(before[:-1], after[:-1], strict=True):
-        pd.testing.assert_frame_equal(old, new)
-    assert before[-1] == after[-1]
+    frames_after, lake_after = _state(home)
+    for before, after in zip(frames_before, frames_after, strict=True):
+        pd.testing.assert_frame_equal(before, after)
+    assert lake_before == lake_after
