@@ -91,6 +91,7 @@ import pandas as pd
 
 from include.canonical import HOLD_REASONS, TABLES, coerce
 from include.demo_erp import names, sanctions
+from include.sources.sdn import read_sdn as read_sanctions_entries
 
 logger = logging.getLogger(__name__)
 
@@ -1167,7 +1168,7 @@ def generate_world(spec: WorldSpec | None = None) -> World:
         "order_lines": coerce("order_lines", lines),
         "holds": _holds_frame(sim, decided, orders, censor=True),
         "inventory": _inventory_table(inventory, catalog, clock),
-        "sanctions_entries": coerce("sanctions_entries", sanctions.to_canonical(sdn)),
+        "sanctions_entries": read_sanctions_entries(sanctions.SAMPLE_PATH),
         **_cash_tables(sim, orders, facts, cust, rngs["crm"]),
     }
     tables = {name: tables[name] for name in TABLES}

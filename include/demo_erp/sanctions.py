@@ -1,5 +1,8 @@
 """The OFAC SDN list in its published CSV layout: read, write, sample, and screen names against it.
 
+The reader here keeps every field as published, so the demo's extract is written back byte for byte;
+reading the list into canonical ``sanctions_entries`` is :func:`include.sources.sdn.read_sdn`'s job.
+
 The published ``sdn.csv`` has no header and twelve columns (:data:`SDN_COLUMNS`). ``ent_num`` is a bare
 number, every other value is double-quoted, a missing value is the bare string ``-0-`` followed by one
 space, lines end in CRLF and the file ends with a lone 0x1A (end-of-file) byte. Several programs in one
@@ -15,18 +18,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from include.sources.sdn import SDN_COLUMNS, SdnFormatError
+
 logger = logging.getLogger(__name__)
 
-SDN_COLUMNS = (
-    "ent_num", "SDN_Name", "SDN_Type", "Program", "Title", "Call_Sign",
-    "Vess_type", "Tonnage", "GRT", "Vess_flag", "Vess_owner", "Remarks",
-)  # fmt: skip
 SDN_NULL = "-0- "
 """How the published file writes a missing value: not quoted, with a trailing space."""
 SDN_EOF = "\x1a"
@@ -37,11 +37,6 @@ _NOISE_TOKENS = frozenset(
     "LTD LIMITED LLC CO COMPANY INC CORP CORPORATION GMBH AG KG SA SAS SARL BV NV PLC JSC OJSC PJSC CJSC "
     "OOO OAO ZAO SPA SRL SL AB AS APS OY FZE FZCO FZC DE CV DEL LA EL AND THE OF".split()
 )
-_ALIAS = re.compile(r"a\.k\.a\. '([^']*)'")
-
-
-class SdnFormatError(ValueError):
-    """A line of an SDN file does not have the published layout."""
 
 
 def read_sdn(path: Path) -> pd.DataFrame:
@@ -111,24 +106,6 @@ def sample_sdn(frame: pd.DataFrame, seed: int = 20240503) -> pd.DataFrame:
 def load_sample() -> pd.DataFrame:
     """The SDN sample shipped with the package."""
     return read_sdn(SAMPLE_PATH)
-
-
-def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """SDN entries as rows of the canonical ``sanctions_entries`` table (not yet coerced).
-
-    Programs joined by ``] [`` become ``;``-separated; aliases are the ``a.k.a.`` names of ``Remarks``,
-    ``;``-separated. The list carries no country column, so ``country`` stays empty.
-    """
-    aliases = frame["Remarks"].fillna("").str.findall(_ALIAS).map(lambda found: ";".join(found) or None)
-    return pd.DataFrame(
-        {
-            "entry_id": frame["ent_num"].str.strip(),
-            "name": frame["SDN_Name"],
-            "country": pd.Series(pd.NA, index=frame.index, dtype="string"),
-            "program": frame["Program"].str.replace("] [", ";", regex=False),
-            "aliases": aliases.astype("string"),
-        }
-    )
 
 
 def normalise_names(names: pd.Series) -> pd.Series:
