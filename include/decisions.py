@@ -90,11 +90,14 @@ class Policy:
         """The smallest probability that can put an order in an at-risk band."""
         return min((b.min for b in self.bands if b.name in self.at_risk_bands), default=1.0)
 
-    def band_of(self, risk: float) -> str:
-        for band in self.bands:
-            if risk >= band.min:
-                return band.name
-        return self.bands[-1].name
+    def bands_of(self, risk):
+        """The band of each probability in ``risk`` (an array): the first band whose floor it reaches."""
+        import numpy as np
+
+        lows = np.array([b.min for b in self.bands])
+        names = np.array([b.name for b in self.bands])
+        # Bands run from the highest floor down to 0, so the first reached is the highest.
+        return names[np.argmax(np.asarray(risk, dtype=float)[:, None] >= lows[None, :], axis=1)]
 
 
 def load_policy(path: Path) -> Policy:
@@ -198,10 +201,7 @@ def decide(
     features = features.reindex(scores.index)
     reasons_known = [r for r in canonical.HOLD_REASONS if f"p_{r}" in scores.columns]
     risk = scores["p_any"].to_numpy(dtype=float)
-    lows = np.array([b.min for b in policy.bands])
-    band_names = np.array([b.name for b in policy.bands])
-    # Bands are ordered high to low: the first band whose floor the risk reaches.
-    band = band_names[np.argmax(risk[:, None] >= lows[None, :], axis=1)]
+    band = policy.bands_of(risk)
     at_risk = np.isin(band, list(policy.at_risk_bands))
 
     probs = scores[[f"p_{r}" for r in reasons_known]].to_numpy(dtype=float)

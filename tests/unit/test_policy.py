@@ -9,9 +9,13 @@ from include.decisions import PolicyError, load_policy
 
 def test_shipped_policy_loads():
     policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
-    assert policy.band_of(0.95) == "high"
-    assert policy.band_of(0.30) == "medium"
-    assert policy.band_of(0.0) == "low"
+    assert policy.bands_of([0.95, 0.60, 0.59, 0.30, 0.0]).tolist() == [
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+    ]
     assert policy.teams["credit"] == "credit_analysts"
 
 
