@@ -93,7 +93,6 @@ def _mlflow_setup() -> str:
     import os
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uri = config.MLFLOW_TRACKING_URI.get()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
