@@ -143,6 +143,7 @@ TABLES: dict[str, Table] = {
             ("amount", "float", True),
             ("cleared_at", "ts"),
             ("paid_amount", "float"),
+            ("currency", "str"),
         ),
         _t(
             "payments",

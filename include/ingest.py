@@ -1,131 +1,123 @@
-"""Ingest one source for one data interval: extract, land raw, validate, write canonical rows.
+"""Ingest one source for one data interval: extract, map, land raw, validate, write canonical rows.
 
-A source is a name and a reader returning raw frames per canonical table. Which sources a run reads
-depends on ``HOLDCAST_DATASET``:
+Each source is a mapping file in ``include/mappings/`` (see :mod:`include.mapping`): how to read it and
+how its fields become canonical columns. Which sources a run reads is the set of mappings whose
+``datasets`` name ``HOLDCAST_DATASET``:
 
-- ``demo``: the demo ERP database (through :class:`include.hooks.ErpSqlHook`), the credit-bureau and
-  CRM file extracts, and the sanctions list extract;
+- ``demo``: the demo ERP database (``read.format: sql``, through :class:`include.hooks.ErpSqlHook`),
+  the credit-bureau and CRM file extracts, and the sanctions list extract;
 - ``dataco``: the DataCo public sample shipped in ``include/data`` and the OFAC SDN list.
 
-Every step writes its own partition for the interval, so re-running an interval is harmless.
+Every input row of a table ends in exactly one place: the canonical partition, the quarantine table
+(with the rule it broke), or, when it is dated at or after the interval's end, the next interval
+(``rows_after_interval`` in the report). Every step writes its own partition for the interval, so
+re-running an interval is harmless and picks up rows that arrived late.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from include import canonical, config, warehouse
+from include import canonical, config, mapping, warehouse
 from include.errors import MissingSourceError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-ERP_TABLES = (
-    "customers",
-    "credit_profiles",
-    "orders",
-    "order_lines",
-    "invoices",
-    "payments",
-    "disputes",
-    "holds",
-    "inventory",
-)
 # Tables a young ERP can lack rows of. A file extract with no rows is a dead feed, not "nothing
 # happened", so bureau, CRM and sanctions tables must have rows.
 MAY_BE_EMPTY = {"credit_profiles", "payments", "disputes", "holds", "inventory"}
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
-@dataclass(frozen=True)
-class Source:
-    name: str
-    tables: tuple[str, ...]
-    read: Callable[[datetime], dict[str, pd.DataFrame]]
-
-
-def _read_erp(as_of: datetime) -> dict[str, pd.DataFrame]:
-    from include.hooks import ErpSqlHook
-
-    hook = ErpSqlHook(config.HOLDCAST_ERP_CONN_ID.get())
-    return {
-        name: hook.read_table(name, time_column=canonical.TABLES[name].time_column, before=as_of)
-        for name in ERP_TABLES
-    }
-
-
-def _read_csv_drop(table: str, relative: str) -> Callable[[datetime], dict[str, pd.DataFrame]]:
-    def read(as_of: datetime) -> dict[str, pd.DataFrame]:
-        import pandas as pd
-
-        path = config.HOLDCAST_DROP_DIR.get() / relative
-        _require_file(path, table)
-        frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])
-        time_column = canonical.TABLES[table].time_column
-        if time_column and time_column in frame.columns:
-            stamps = pd.to_datetime(frame[time_column], utc=True, format="ISO8601", errors="coerce")
-            # Rows whose time does not parse stay in: validation quarantines them with the reason.
-            frame = frame[~(stamps >= as_of)]
-        return {table: frame}
-
-    return read
-
-
-def _read_sanctions_drop(as_of: datetime) -> dict[str, pd.DataFrame]:
-    from include.sources.sdn import read_sdn
-
-    path = config.HOLDCAST_DROP_DIR.get() / "sanctions" / "sdn.csv"
-    _require_file(path, "sanctions_entries")
-    return {"sanctions_entries": read_sdn(path)}
-
-
-def _read_dataco(as_of: datetime) -> dict[str, pd.DataFrame]:
-    from include.sources.dataco import DATACO_SAMPLE, read_dataco
-
-    _require_file(DATACO_SAMPLE, "orders")
-    tables = read_dataco(DATACO_SAMPLE)
-    return {name: frame for name, frame in tables.items() if name in canonical.TABLES}
-
-
-def _read_sdn_list(as_of: datetime) -> dict[str, pd.DataFrame]:
-    from include.sources.sdn import SDN_LIST, read_sdn
-
-    _require_file(SDN_LIST, "sanctions_entries")
-    return {"sanctions_entries": read_sdn(SDN_LIST)}
-
-
-def _require_file(path: Path, table: str) -> None:
-    if not path.is_file():
-        raise MissingSourceError(f"expected a file for table {table!r} at {path}, found none")
-    if path.stat().st_size == 0:
-        raise MissingSourceError(f"file for table {table!r} at {path} is empty")
-
-
-SOURCES: dict[str, dict[str, Source]] = {
-    "demo": {
-        "erp": Source("erp", ERP_TABLES, _read_erp),
-        "bureau": Source(
-            "bureau", ("bureau_reports",), _read_csv_drop("bureau_reports", "bureau/bureau_reports.csv")
-        ),
-        "crm": Source("crm", ("interactions",), _read_csv_drop("interactions", "crm/interactions.csv")),
-        "sanctions": Source("sanctions", ("sanctions_entries",), _read_sanctions_drop),
-    },
-    "dataco": {
-        "dataco": Source("dataco", ("customers", "orders", "order_lines", "holds"), _read_dataco),
-        "sanctions": Source("sanctions", ("sanctions_entries",), _read_sdn_list),
-    },
-}
+def sources(dataset: str | None = None) -> dict[str, mapping.Mapping]:
+    """The source mappings a run of ``dataset`` (default ``HOLDCAST_DATASET``) reads, by source name."""
+    return mapping.for_dataset(dataset or config.HOLDCAST_DATASET.get())
 
 
 def source_names(dataset: str | None = None) -> list[str]:
-    return list(SOURCES[dataset or config.HOLDCAST_DATASET.get()])
+    return list(sources(dataset))
+
+
+def extract(source: mapping.Mapping, as_of: datetime) -> dict[str, mapping.Mapped]:
+    """Read a source and map it into its canonical tables (no validation yet)."""
+    fmt = source.format
+    if fmt in ("csv", "parquet", "odata_json"):
+        rows = mapping.read_rows(source)
+        return {table: mapping.apply(source, table, rows) for table in source.canonical_tables}
+    if fmt == "sql":
+        return _extract_sql(source, as_of)
+    path = _file(source)
+    if fmt == "ofac_sdn":
+        from include.sources.sdn import read_sdn
+
+        frames = {"sanctions_entries": read_sdn(path)}
+    elif fmt == "dataco":
+        from include.sources.dataco import read_dataco
+
+        frames = dict(read_dataco(path))
+    else:
+        raise mapping.MappingError(f"{source.path}: read.format {fmt!r} has no reader")
+    return {
+        table: mapping.apply(source, table, frames[table].astype("string"))
+        for table in source.canonical_tables
+    }
+
+
+def _extract_sql(source: mapping.Mapping, as_of: datetime) -> dict[str, mapping.Mapped]:
+    """Read each block's SQL table (rows dated before ``as_of`` only) and map it."""
+    from include.hooks import ErpSqlHook
+
+    hook = ErpSqlHook(source.read.get("conn_id") or config.HOLDCAST_ERP_CONN_ID.get())
+    parts: dict[str, list[mapping.Mapped]] = {}
+    for block in source.tables.values():
+        time_column = canonical.TABLES[block.table].time_column
+        source_time = next((f.column for f in block.fields if f.target == time_column), None)
+        rows = hook.read_table(block.source_table, time_column=source_time, before=as_of)
+        parts.setdefault(block.table, []).append(mapping.apply_block(source, block, rows))
+    return {table: mapping.combine(table, found) for table, found in parts.items()}
+
+
+def _file(source: mapping.Mapping) -> Path:
+    """The single file a whole-file reader (SDN, DataCo) reads: in the drop folder or shipped."""
+    pattern = source.read.get("path", "")
+    if pattern.startswith("package:"):
+        path = PACKAGE_DATA / pattern.removeprefix("package:")
+    else:
+        path = config.HOLDCAST_DROP_DIR.get() / pattern
+    if not path.is_file():
+        raise MissingSourceError(f"source {source.source!r}: expected a file at {path}, found none")
+    if path.stat().st_size == 0:
+        raise MissingSourceError(f"source {source.source!r}: file {path} is empty")
+    return path
+
+
+def _split_interval(table: str, mapped: mapping.Mapped, as_of: datetime) -> tuple[mapping.Mapped, int]:
+    """Set aside rows dated at or after ``as_of`` (a later interval's); return the rest and their count."""
+    time_column = canonical.TABLES[table].time_column
+    if time_column is None or time_column not in mapped.frame.columns or mapped.frame.empty:
+        return mapped, 0
+    import pandas as pd
+
+    stamps = pd.to_datetime(mapped.frame[time_column], utc=True, format="ISO8601", errors="coerce")
+    later = (stamps >= as_of).fillna(False).to_numpy()
+    if not later.any():
+        return mapped, 0
+    keep = [i for i, is_later in enumerate(later) if not is_later]
+    positions = {old: new for new, old in enumerate(keep)}
+    return (
+        mapping.Mapped(
+            table,
+            mapped.frame.iloc[keep].reset_index(drop=True),
+            mapped.raw.iloc[keep].reset_index(drop=True),
+            {positions[k]: v for k, v in mapped.rules.items() if k in positions},
+            mapped.drift,
+            mapped.explain,
+        ),
+        int(later.sum()),
+    )
 
 
 def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> dict[str, object]:
@@ -136,26 +128,41 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
 
     Raises:
         MissingSourceError: the source, or one of its tables, is absent or empty.
+        include.validation.SchemaError: a required source column is missing.
         include.validation.ValidationFailed: a batch broke a table-level rule or the tolerance.
     """
     from include import validation
 
-    source = SOURCES[dataset or config.HOLDCAST_DATASET.get()][name]
+    known = sources(dataset)
+    if name not in known:
+        raise MissingSourceError(
+            f"no source {name!r} in dataset {dataset or config.HOLDCAST_DATASET.get()!r}; "
+            f"known: {sorted(known)}"
+        )
+    source = known[name]
     label = warehouse.as_of_label(as_of)
-    frames = source.read(as_of)
+    mapped_tables = extract(source, as_of)
     tolerance = config.HOLDCAST_QUARANTINE_TOLERANCE.get()
     summary: dict[str, object] = {"source": name, "as_of": label, "tables": {}}
     reports = []
-    for table in source.tables:
-        if table not in frames:
-            raise MissingSourceError(f"source {name!r} delivered no table {table!r}")
-        raw = frames[table]
+    for table in source.canonical_tables:
+        mapped, later = _split_interval(table, mapped_tables[table], as_of)
         warehouse.write_parquet(
-            raw.astype("string"), warehouse.lake_path("raw", name, table, f"as_of={label}", "part.parquet")
+            mapped.raw, warehouse.lake_path("raw", name, table, f"as_of={label}", "part.parquet")
         )
+        previous = _previous_rows(name, table, label)
         try:
             outcome = validation.validate(
-                table, raw, source=name, batch=label, tolerance=tolerance, allow_empty=table in MAY_BE_EMPTY
+                table,
+                mapped.frame,
+                source=name,
+                batch=label,
+                tolerance=tolerance,
+                allow_empty=table in MAY_BE_EMPTY,
+                rules=mapped.rules,
+                raw_rows=mapped.raw,
+                drift=mapped.drift,
+                table_rules=_table_rules(source, table, as_of, previous),
             )
         except validation.ValidationFailed as err:
             # The failed batch's bad rows are kept too, so they can be queried, not only counted.
@@ -163,18 +170,51 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
                 warehouse.replace_rows(
                     "quarantine", err.quarantine, where={"source": name, "batch": label, "table_name": table}
                 )
+            err.report.update(
+                rows_after_interval=later, mapping=str(source.path.name), explain=mapped.explain
+            )
             reports.append(err.report)
-            _write_report(name, label, reports)
+            path = _write_report(name, label, reports)
+            err.args = (f"{err.args[0]}; full report: {path}",)
             raise
         warehouse.write_parquet(outcome.good, warehouse.canonical_partition(table, as_of, name))
         warehouse.replace_rows(
             "quarantine", outcome.quarantine, where={"source": name, "batch": label, "table_name": table}
         )
+        outcome.report.update(
+            rows_after_interval=later, mapping=str(source.path.name), explain=mapped.explain
+        )
         reports.append(outcome.report)
-        summary["tables"][table] = {"good": len(outcome.good), "quarantined": len(outcome.quarantine)}
+        summary["tables"][table] = {
+            "good": len(outcome.good),
+            "quarantined": len(outcome.quarantine),
+            "after_interval": later,
+        }
     summary["report"] = str(_write_report(name, label, reports))
     logger.info("Ingested source %s for %s: %s", name, label, summary["tables"])
     return summary
+
+
+def _table_rules(source: mapping.Mapping, table: str, as_of: datetime, previous: int | None) -> dict:
+    """Table-level rules of this source's table: freshness and row count against the previous batch."""
+    rules: dict[str, object] = {}
+    for block in source.blocks(table):
+        if block.freshness_days is not None:
+            rules["freshness"] = (canonical.TABLES[table].time_column, as_of, block.freshness_days)
+        if block.max_row_drop is not None and previous:
+            rules["min_rows"] = int(previous * (1 - block.max_row_drop))
+    return rules
+
+
+def _previous_rows(source: str, table: str, label: str) -> int | None:
+    """Rows the latest earlier interval's batch of this source and table held (from its report)."""
+    root = warehouse.lake_path("reports", "validation")
+    earlier = sorted(p for p in root.glob(f"as_of=*/{source}.json") if p.parent.name < f"as_of={label}")
+    for path in reversed(earlier):
+        for report in json.loads(path.read_text()):
+            if report.get("table") == table and "rows_in" in report:
+                return int(report["rows_in"])
+    return None
 
 
 def _write_report(source: str, label: str, reports: list[dict]) -> Path:

@@ -87,6 +87,10 @@ def validate(
     batch: str,
     tolerance: float,
     allow_empty: bool = False,
+    rules: dict[int, list[str]] | None = None,
+    raw_rows: pd.DataFrame | None = None,
+    drift: dict[str, list[str]] | None = None,
+    table_rules: dict[str, Any] | None = None,
 ) -> Outcome:
     """Validate a raw batch of ``table`` from ``source``.
 
@@ -97,6 +101,12 @@ def validate(
         batch: batch id (the interval's as-of label), kept on quarantined rows.
         tolerance: largest quarantined share before the batch fails.
         allow_empty: whether an empty batch is acceptable for this table.
+        rules: rules rows already broke upstream (a source mapping's unreadable values), by position.
+        raw_rows: the source rows as delivered, aligned with ``raw``; quarantine keeps these (default
+            ``raw`` itself).
+        drift: source-level schema drift found by the mapping (new or missing source columns).
+        table_rules: table-level rules of the source: ``freshness`` = (time column, interval end, max
+            age in days) and ``min_rows`` (from the previous batch's row count).
 
     Returns:
         The typed good rows, the quarantined rows with their rules, and a report.
@@ -119,7 +129,7 @@ def validate(
         )
     missing_optional = [c for c in spec.column_names if c not in frame.columns]
     unexpected = [c for c in frame.columns if c not in spec.column_names]
-    if missing_optional or unexpected:
+    if drift is None and (missing_optional or unexpected):
         logger.warning(
             "Schema drift in %s/%s: missing optional columns %s, unexpected columns %s",
             source,
@@ -127,11 +137,20 @@ def validate(
             missing_optional,
             unexpected,
         )
-    report["drift"] = {"missing_optional": missing_optional, "unexpected": unexpected}
+    if drift is not None:
+        # A mapped source is checked against its mapping: canonical columns it leaves unmapped are a
+        # choice of the mapping, not drift; new or missing *source* columns are.
+        report["drift"] = {"unmapped_optional": missing_optional}
+    else:
+        report["drift"] = {"missing_optional": missing_optional, "unexpected": unexpected}
+    if drift:
+        report["drift"]["source"] = drift
+        if any(drift.values()):
+            logger.warning("Schema drift in %s/%s source columns: %s", source, table, drift)
 
-    raw_text = frame.astype("string")
+    raw_text = (raw_rows if raw_rows is not None else frame).reset_index(drop=True).astype("string")
     parsed = pd.DataFrame({ROW: range(len(frame))})
-    rules: dict[int, list[str]] = {}
+    rules = {int(k): list(v) for k, v in (rules or {}).items()}
     for col in spec.columns:
         if col.name not in frame.columns:
             parsed[col.name] = pd.NA
@@ -143,13 +162,19 @@ def validate(
 
     keyed = parsed[~parsed.index.isin(list(rules))].dropna(subset=list(spec.key))
     dup = keyed[list(spec.key)].duplicated(keep="first")
-    for row in keyed.index[dup]:
-        rules.setdefault(int(row), []).append("duplicate_key:" + ",".join(spec.key))
+    if dup.any():
+        # The same record delivered twice is harmless and kept once; two different records under one
+        # key are a conflict. Both land in quarantine, only the conflict counts against the tolerance.
+        same = keyed.drop(columns=[ROW]).astype("string").fillna("\x00").duplicated(keep="first")
+        for row in keyed.index[dup]:
+            rule = ("duplicate_row:" if same[row] else "duplicate_key:") + ",".join(spec.key)
+            rules.setdefault(int(row), []).append(rule)
 
     candidates = parsed[~parsed.index.isin(list(rules))]
     table_failures: list[str] = []
     if len(candidates):
-        for row, rule in _run_suite(table, candidates):
+        found, table_failures = _run_suite(table, candidates, table_rules or {})
+        for row, rule in found:
             rules.setdefault(row, []).append(rule)
     elif not allow_empty:
         table_failures.append("expect_table_row_count_to_be_between(min_value=1)")
@@ -171,7 +196,8 @@ def validate(
     for r in bad_rows:
         for rule in rules[r]:
             counts[rule] = counts.get(rule, 0) + 1
-    share = len(bad_rows) / len(frame) if len(frame) else 0.0
+    harmful = [r for r in bad_rows if not all(rule.startswith("duplicate_row:") for rule in rules[r])]
+    share = len(harmful) / len(frame) if len(frame) else 0.0
     report.update(
         rows_good=len(good),
         rows_quarantined=len(bad_rows),
@@ -193,7 +219,7 @@ def validate(
         why = (
             f"table-level rule(s) broken: {table_failures}"
             if table_failures
-            else f"{len(bad_rows)} of {len(frame)} rows quarantined ({share:.1%}) > tolerance {tolerance:.1%}"
+            else f"{len(harmful)} of {len(frame)} rows quarantined ({share:.1%}) > tolerance {tolerance:.1%}"
         )
         raise ValidationFailed(
             f"source {source!r}, table {table!r}, batch {batch}: {why}; first failing rules: {worst}",
@@ -256,8 +282,39 @@ def _expectations(table: str) -> list[Any]:
     return exps
 
 
-def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
-    """Run the table's Great Expectations suite; return (row, rule) for every unexpected row."""
+def _table_expectations(table_rules: dict[str, Any]) -> list[Any]:
+    """Expectations on the whole batch: a broken one fails the batch instead of quarantining rows."""
+    from datetime import timedelta
+
+    import great_expectations as gx
+
+    exps: list[Any] = []
+    if "freshness" in table_rules:
+        column, as_of, days = table_rules["freshness"]
+        exps.append(
+            gx.expectations.ExpectColumnMaxToBeBetween(
+                column=column,
+                min_value=(as_of - timedelta(days=days)).isoformat(),
+                meta={"rule": "freshness"},
+            )
+        )
+    if table_rules.get("min_rows"):
+        exps.append(
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                min_value=int(table_rules["min_rows"]), meta={"rule": "row_count_vs_previous"}
+            )
+        )
+    return exps
+
+
+def _run_suite(
+    table: str, frame: pd.DataFrame, table_rules: dict[str, Any]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """Run the table's Great Expectations suite.
+
+    Returns:
+        (row, rule) for every unexpected row, and a description of every table-level rule that broke.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -270,7 +327,9 @@ def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
         .add_batch_definition_whole_dataframe("whole")
     )
     suite = context.suites.add_or_update(
-        gx.ExpectationSuite(name=f"{table}_rows", expectations=_expectations(table))
+        gx.ExpectationSuite(
+            name=f"{table}_rows", expectations=_expectations(table) + _table_expectations(table_rules)
+        )
     )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{table}_rows", data=batch_def, suite=suite)
@@ -282,10 +341,15 @@ def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
     )
     found: list[tuple[int, str]] = []
+    table_failures: list[str] = []
     for res in result.results:
         if res.success:
             continue
         cfg = res.expectation_config
+        if cfg.meta and cfg.meta.get("rule"):
+            observed = res.result.get("observed_value")
+            table_failures.append(f"{cfg.meta['rule']}: {cfg.type}({_kwargs(cfg)}), observed {observed}")
+            continue
         target = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')}>={cfg.kwargs.get('column_B')}"
         rule = f"{cfg.type}:{target}"
         if res.exception_info and res.exception_info.get("raised_exception"):
@@ -296,4 +360,8 @@ def _run_suite(table: str, frame: pd.DataFrame) -> list[tuple[int, str]]:
             )
         for item in res.result.get("unexpected_index_list") or []:
             found.append((int(item[ROW]), rule))
-    return found
+    return found, table_failures
+
+
+def _kwargs(cfg: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cfg.kwargs.items() if k not in ("batch_id",) and v is not None)

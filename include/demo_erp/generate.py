@@ -1010,6 +1010,7 @@ def _cash_tables(
             "amount": amount,
             "cleared_at": clock.stamps(sim.clear[inv], cleared),
             "paid_amount": np.where(cleared, sim.paid[inv], np.nan),
+            "currency": cust["currency"].to_numpy()[sim.cust[inv]],
         }
     )
 

@@ -20,6 +20,7 @@ def _invoices(**overrides):
         "amount": ["10.5", "20", "30"],
         "cleared_at": [None, "2024-02-10", None],
         "paid_amount": [None, "20", None],
+        "currency": ["EUR", "EUR", "USD"],
     }
     base.update(overrides)
     return pd.DataFrame(base)

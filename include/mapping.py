@@ -1,0 +1,655 @@
+"""Declarative source mappings: how one source's fields become canonical columns.
+
+A source is described by a YAML file in ``include/mappings/`` (or anywhere, by path), not by code. The
+file says how to read the source (format, encodings, separator, null markers) and, per canonical table,
+where each canonical column comes from and how its values are read::
+
+    source: receivables                # the source's name: quarantine rows and reports carry it
+    datasets: [receivables]            # which HOLDCAST_DATASET runs read it (optional)
+    read:
+      format: csv                      # csv | parquet | sql | odata_json | ofac_sdn | dataco
+      path: receivables/*.csv          # under HOLDCAST_DROP_DIR; a glob reads every match
+      encodings: [utf-8-sig, latin-1]  # tried in order for the whole file, never per row
+      separator: ","
+      null_markers: [""]               # values meaning "not delivered"
+    date_formats: [ISO8601, "%m/%d/%Y"]   # declared, tried in order; a value fitting none is quarantined
+    tables:
+      invoices:
+        fields:
+          invoice_id:  {column: invoiceNumber, type: id, pad_numeric: 10}
+          amount:      {column: InvoiceAmount, type: decimal, thousands: ","}
+          currency:    {column: Currency, type: text, case: upper}
+          issued_at:   {column: InvoiceDate, type: date}
+          country:     {column: countryCode, type: code, codes: {"391": US}, unknown: quarantine}
+          bureau:      {value: internal}          # a constant
+        ignore_columns: [PaperlessBill]          # source columns known and deliberately not read
+
+Field types and what they do with a value (after stripping surrounding white space; a null marker or
+an empty string is missing):
+
+- ``text``: kept as text; ``case: upper|lower`` folds it ("usd" is "USD").
+- ``id``: an identifier, always text. A value that went through a float ("2960623488.0") loses the
+  ``.0``; with ``pad_numeric: N`` an all-digit id is zero-padded to N digits, so "611365" and
+  "0000611365" are one id. Non-numeric ids ("CCU001") are kept as given.
+- ``decimal`` / ``int``: numbers; ``thousands`` names the grouping character to drop ("1,204.50").
+- ``date``: the field's ``formats`` (or the file's ``date_formats``) are tried in order: ``ISO8601``,
+  ``odata`` (``/Date(ms)/``), or any ``strftime`` pattern. ``timezone`` (default UTC) says what zone a
+  value without an offset is in.
+- ``bool``: ``true:`` and ``false:`` list the source's spellings.
+- ``code``: ``codes`` maps source codes to canonical ones; an unknown code is quarantined
+  (``unknown: quarantine``, the default), kept as given (``unknown: keep``), or missing
+  (``unknown: null``).
+
+A value that does not read is never guessed: its row gets the rule ``map_<type>:<field>`` (the report
+says what the rule expected) and goes to quarantine with its raw source row, the value included. A
+mistake in the file itself raises :class:`MappingError` naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include import canonical
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
+FORMATS = ("csv", "parquet", "sql", "odata_json", "ofac_sdn", "dataco")
+FIELD_TYPES = ("text", "id", "decimal", "int", "date", "bool", "code")
+_FIELD_KEYS = {
+    "column",
+    "value",
+    "type",
+    "case",
+    "pad_numeric",
+    "thousands",
+    "formats",
+    "timezone",
+    "true",
+    "false",
+    "codes",
+    "unknown",
+}
+_KINDS_FOR_TYPE = {
+    "str": ("text", "id", "code", "date", "decimal", "int", "bool"),
+    "float": ("decimal", "int", "code"),
+    "int": ("int", "decimal", "code"),
+    "ts": ("date",),
+    "bool": ("bool", "code"),
+}
+
+
+class MappingError(ValueError):
+    """A mapping file is wrong: the message names the file, the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    target: str
+    type: str
+    column: str | None = None
+    value: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableMap:
+    block: str
+    """The block's name in the file: the table name, or any name when ``table`` says which table."""
+    table: str
+    fields: tuple[FieldMap, ...]
+    source_table: str = ""
+    """For SQL sources: the table read (default: the block's name)."""
+    where: dict[str, Any] | None = None
+    """Only source rows whose ``column`` holds one of ``in`` feed this block (e.g. rows with a block code)."""
+    ignore_columns: tuple[str, ...] = ()
+    distinct: bool = False
+    """One row per key (a table derived from another's rows, such as customers from invoice lines)."""
+    freshness_days: float | None = None
+    """Newest record (by the table's time column) must be at most this many days before the interval end."""
+    max_row_drop: float | None = None
+    """Largest allowed fall in row count against the previous interval's batch (0.5 = half)."""
+
+    @property
+    def source_columns(self) -> list[str]:
+        return [f.column for f in self.fields if f.column is not None]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    path: Path
+    source: str
+    datasets: tuple[str, ...]
+    read: dict[str, Any]
+    tables: dict[str, TableMap]
+    """By block name; several blocks may feed one canonical table (see :meth:`blocks`)."""
+    description: str = ""
+
+    @property
+    def format(self) -> str:
+        return self.read["format"]
+
+    @property
+    def canonical_tables(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.table for t in self.tables.values()))
+
+    def blocks(self, table: str) -> list[TableMap]:
+        return [t for t in self.tables.values() if t.table == table]
+
+
+def load(path: str | Path) -> Mapping:
+    """Load and check one mapping file; raise :class:`MappingError` on the first problem found."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise MappingError(f"{path}: cannot read the mapping file: {err}") from err
+    except yaml.YAMLError as err:
+        raise MappingError(f"{path}: not valid YAML: {err}") from err
+    return _parse(doc, path)
+
+
+def load_named(source: str) -> Mapping:
+    """The shipped mapping of ``source`` (``include/mappings/<source>.yaml``)."""
+    path = MAPPINGS_DIR / f"{source}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
+        raise MappingError(f"no mapping file for source {source!r} at {path}; known sources: {known}")
+    return load(path)
+
+
+def for_dataset(dataset: str, directory: Path = MAPPINGS_DIR) -> dict[str, Mapping]:
+    """Every mapping in ``directory`` whose ``datasets`` include ``dataset``, by source name."""
+    found: dict[str, Mapping] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        mapping = load(path)
+        if dataset in mapping.datasets:
+            if mapping.source in found:
+                raise MappingError(
+                    f"{path}: source {mapping.source!r} is also described by {found[mapping.source].path}"
+                )
+            found[mapping.source] = mapping
+    return found
+
+
+def _parse(doc: Any, path: Path) -> Mapping:
+    def fail(key: str, problem: str) -> MappingError:
+        return MappingError(f"{path}: {key}: {problem}")
+
+    if not isinstance(doc, dict):
+        raise fail("<top>", f"expected a mapping of keys, got {type(doc).__name__}")
+    unknown = set(doc) - {"source", "description", "datasets", "read", "date_formats", "tables"}
+    if unknown:
+        raise fail(
+            sorted(unknown)[0],
+            "unknown key; expected one of source, description, datasets, read, date_formats, tables",
+        )
+    source = doc.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise fail("source", "expected the source's name as text")
+    datasets = doc.get("datasets", [])
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise fail("datasets", f"expected a list of dataset names, got {datasets!r}")
+    read = doc.get("read")
+    if not isinstance(read, dict):
+        raise fail("read", "expected a mapping with at least 'format'")
+    fmt = read.get("format")
+    if fmt not in FORMATS:
+        raise fail("read.format", f"expected one of {list(FORMATS)}, got {fmt!r}")
+    for key, kind in (("encodings", list), ("null_markers", list), ("separator", str), ("path", str)):
+        if key in read and not isinstance(read[key], kind):
+            raise fail(f"read.{key}", f"expected {kind.__name__}, got {read[key]!r}")
+    date_formats = doc.get("date_formats", ["ISO8601"])
+    if not isinstance(date_formats, list) or not date_formats:
+        raise fail("date_formats", f"expected a non-empty list of formats, got {date_formats!r}")
+    tables_doc = doc.get("tables")
+    if not isinstance(tables_doc, dict) or not tables_doc:
+        raise fail("tables", "expected a mapping of canonical table name to its fields")
+    tables: dict[str, TableMap] = {}
+    for block, spec in tables_doc.items():
+        where = f"tables.{block}"
+        table = spec.get("table", block) if isinstance(spec, dict) else block
+        if table not in canonical.TABLES:
+            raise fail(where, f"not a canonical table; expected one of {sorted(canonical.TABLES)}")
+        if not isinstance(spec, dict) or not (
+            isinstance(spec.get("fields"), dict) or spec.get("fields") == "same"
+        ):
+            raise fail(where, "expected a mapping with 'fields' (a mapping of fields, or 'same')")
+        extra = set(spec) - {
+            "table",
+            "fields",
+            "where",
+            "source_table",
+            "ignore_columns",
+            "distinct",
+            "freshness_days",
+            "max_row_drop",
+        }
+        if extra:
+            raise fail(
+                f"{where}.{sorted(extra)[0]}",
+                "unknown key; expected table, fields, where, source_table, "
+                "ignore_columns, distinct, freshness_days or max_row_drop",
+            )
+        cond = spec.get("where")
+        if cond is not None and not (
+            isinstance(cond, dict)
+            and isinstance(cond.get("column"), str)
+            and isinstance(cond.get("in"), list)
+        ):
+            raise fail(f"{where}.where", f"expected {{column: <source column>, in: [values]}}, got {cond!r}")
+        columns = {c.name: c for c in canonical.TABLES[table].columns}
+        if spec.get("fields") == "same":
+            # The source already speaks canonical: every column from its namesake, read by its kind.
+            spec = {**spec, "fields": {c: _same_field(c, columns[c].kind) for c in columns}}
+        fields = []
+        for target, fspec in spec["fields"].items():
+            fields.append(
+                _parse_field(target, fspec, columns, date_formats, f"{where}.fields.{target}", fail)
+            )
+        missing = [c for c in canonical.TABLES[table].required_columns if c not in spec["fields"]]
+        if missing:
+            raise fail(f"{where}.fields", f"required canonical column(s) {missing} have no mapping")
+        for key in ("freshness_days", "max_row_drop"):
+            if key in spec and not isinstance(spec[key], int | float):
+                raise fail(f"{where}.{key}", f"expected a number, got {spec[key]!r}")
+        tables[block] = TableMap(
+            block=block,
+            table=table,
+            source_table=str(spec.get("source_table", block)),
+            where=cond,
+            fields=tuple(fields),
+            ignore_columns=tuple(spec.get("ignore_columns", ())),
+            distinct=bool(spec.get("distinct", False)),
+            freshness_days=spec.get("freshness_days"),
+            max_row_drop=spec.get("max_row_drop"),
+        )
+    return Mapping(path, source, tuple(datasets), dict(read), tables, str(doc.get("description", "")))
+
+
+_SAME_TYPE = {"str": "text", "float": "decimal", "int": "int", "ts": "date", "bool": "bool"}
+
+
+def _same_field(name: str, kind: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"column": name, "type": _SAME_TYPE[kind]}
+    if kind == "bool":
+        spec.update({"true": ["true", "1"], "false": ["false", "0"]})
+    return spec
+
+
+def _parse_field(target, fspec, columns, date_formats, where, fail) -> FieldMap:
+    if target not in columns:
+        raise fail(where, f"not a column of this canonical table; expected one of {sorted(columns)}")
+    if not isinstance(fspec, dict):
+        raise fail(where, f"expected a mapping such as {{column: X, type: text}}, got {fspec!r}")
+    extra = set(fspec) - _FIELD_KEYS
+    if extra:
+        raise fail(f"{where}.{sorted(extra)[0]}", f"unknown key; expected some of {sorted(_FIELD_KEYS)}")
+    if ("column" in fspec) == ("value" in fspec):
+        raise fail(where, "expected exactly one of 'column' (a source column) or 'value' (a constant)")
+    kind = columns[target].kind
+    ftype = fspec.get("type", "text")
+    if ftype not in FIELD_TYPES:
+        raise fail(f"{where}.type", f"expected one of {list(FIELD_TYPES)}, got {ftype!r}")
+    if ftype not in _KINDS_FOR_TYPE[kind]:
+        raise fail(
+            f"{where}.type",
+            f"{ftype!r} cannot fill a canonical {kind} column; expected one of {list(_KINDS_FOR_TYPE[kind])}",
+        )
+    options = {k: v for k, v in fspec.items() if k not in ("column", "value", "type")}
+    if ftype == "date":
+        formats = options.setdefault("formats", list(date_formats))
+        if not isinstance(formats, list) or not formats or not all(isinstance(f, str) for f in formats):
+            raise fail(f"{where}.formats", f"expected a non-empty list of formats, got {formats!r}")
+    if ftype == "code" and not isinstance(options.get("codes"), dict):
+        raise fail(f"{where}.codes", "a code field needs 'codes': a mapping of source code to canonical code")
+    if options.get("unknown", "quarantine") not in ("quarantine", "keep", "null"):
+        raise fail(f"{where}.unknown", f"expected quarantine, keep or null, got {options['unknown']!r}")
+    if options.get("case") not in (None, "upper", "lower"):
+        raise fail(f"{where}.case", f"expected upper or lower, got {options['case']!r}")
+    if "pad_numeric" in options and not (
+        isinstance(options["pad_numeric"], int) and options["pad_numeric"] > 0
+    ):
+        raise fail(
+            f"{where}.pad_numeric", f"expected a positive whole number, got {options['pad_numeric']!r}"
+        )
+    if ftype == "bool" and not (
+        isinstance(options.get("true"), list) and isinstance(options.get("false"), list)
+    ):
+        raise fail(where, "a bool field needs 'true' and 'false': lists of the source's spellings")
+    return FieldMap(target, ftype, fspec.get("column"), fspec.get("value"), options)
+
+
+# --------------------------------------------------------------------------------------------------
+# Applying a mapping
+
+
+@dataclass
+class Mapped:
+    """One canonical table mapped from a source's rows."""
+
+    table: str
+    frame: pd.DataFrame
+    """Canonical column names, values read per the mapping (typed), one row per kept source row."""
+    raw: pd.DataFrame
+    """The source rows as text, aligned with ``frame``: what quarantine keeps of a bad row."""
+    rules: dict[int, list[str]]
+    """Row position -> the mapping rules it broke (with the value and what was expected)."""
+    drift: dict[str, list[str]]
+    explain: dict[str, str] = field(default_factory=dict)
+    """Rule -> what the rule expected, for the validation report."""
+
+
+def apply(mapping: Mapping, table: str, rows: pd.DataFrame) -> Mapped:
+    """Map source ``rows`` (text columns as the source named them) into canonical ``table``.
+
+    Every block of the mapping that feeds ``table`` contributes its rows, one after the other.
+    """
+    parts = [apply_block(mapping, tmap, rows) for tmap in mapping.blocks(table)]
+    if not parts:
+        raise MappingError(f"{mapping.path}: tables: no block maps into canonical table {table!r}")
+    return combine(table, parts)
+
+
+def combine(table: str, parts: list[Mapped]) -> Mapped:
+    """One table from the blocks that feed it, one after the other (row positions shift accordingly)."""
+    import pandas as pd
+
+    if len(parts) == 1:
+        return parts[0]
+    rules: dict[int, list[str]] = {}
+    offset = 0
+    for part in parts:
+        rules.update({offset + k: v for k, v in part.rules.items()})
+        offset += len(part.frame)
+    return Mapped(
+        table,
+        pd.concat([p.frame for p in parts], ignore_index=True),
+        pd.concat([p.raw for p in parts], ignore_index=True),
+        rules,
+        {k: sorted({c for p in parts for c in p.drift[k]}) for k in ("missing", "unexpected")},
+        {k: v for p in parts for k, v in p.explain.items()},
+    )
+
+
+def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
+    """Map source ``rows`` through one block of the mapping."""
+    import pandas as pd
+
+    table = tmap.table
+    if tmap.where is not None:
+        column, wanted = tmap.where["column"], [str(v) for v in tmap.where["in"]]
+        # Without the column no row can qualify; drift below reports the column as missing.
+        chosen = rows[column].astype("string").str.strip().isin(wanted) if column in rows.columns else False
+        rows = rows[pd.Series(chosen, index=rows.index).fillna(False).astype(bool)]
+    rows = rows.reset_index(drop=True)
+    text = rows.astype("string")
+    declared = set(tmap.source_columns) | ({tmap.where["column"]} if tmap.where else set())
+    missing = sorted(c for c in declared if c not in rows.columns)
+    required = set(canonical.TABLES[table].required_columns)
+    missing_required = [f.column for f in tmap.fields if f.column in missing and f.target in required]
+    if missing_required:
+        from include.validation import SchemaError
+
+        raise SchemaError(
+            f"{mapping.path.name}: source {mapping.source!r}, table {table!r}: required source column(s) "
+            f"{missing_required} missing; got columns {list(rows.columns)}"
+        )
+    known = declared | set(tmap.ignore_columns) | _all_columns(mapping)
+    drift = {"missing": missing, "unexpected": [c for c in rows.columns if c not in known]}
+    out = pd.DataFrame(index=rows.index)
+    rules: dict[int, list[str]] = {}
+    explain: dict[str, str] = {}
+    for fmap in tmap.fields:
+        if fmap.column is None:
+            out[fmap.target] = pd.Series([fmap.value] * len(rows), index=rows.index, dtype="object")
+            continue
+        if fmap.column not in rows.columns:
+            out[fmap.target] = pd.NA
+            continue
+        values = _blank(text[fmap.column], mapping.read.get("null_markers", [""]))
+        parsed, bad = read_values(values, fmap)
+        out[fmap.target] = parsed
+        if bad.any():
+            rule = f"map_{fmap.type}:{fmap.target}"
+            explain[rule] = f"source column {fmap.column!r}: {_expected(fmap)}"
+            for pos in bad.index[bad]:
+                rules.setdefault(int(pos), []).append(rule)
+    if tmap.distinct:
+        key = list(canonical.TABLES[table].key)
+        keep = ~out[key].duplicated(keep="first") | out[key].isna().any(axis=1)
+        dropped = out.index[~keep]
+        out, text = out[keep], text[keep]
+        rules = {k: v for k, v in rules.items() if k not in set(dropped)}
+        out, text = out.reset_index(drop=True), text.reset_index(drop=True)
+        positions = {old: new for new, old in enumerate(keep.index[keep])}
+        rules = {positions[k]: v for k, v in rules.items()}
+    return Mapped(table, out, text, rules, drift, explain)
+
+
+def _all_columns(mapping: Mapping) -> set[str]:
+    """Source columns any table of the mapping reads or ignores: not drift for a sibling table."""
+    cols: set[str] = set()
+    for tmap in mapping.tables.values():
+        cols |= set(tmap.source_columns) | set(tmap.ignore_columns)
+        if tmap.where:
+            cols.add(tmap.where["column"])
+    return cols
+
+
+def _blank(values: pd.Series, null_markers: list[str]) -> pd.Series:
+    stripped = values.str.strip()
+    markers = {m.strip() for m in null_markers} | {""}
+    return stripped.mask(stripped.isin(markers))
+
+
+def _expected(fmap: FieldMap) -> str:
+    opts = fmap.options
+    if fmap.type == "date":
+        return f"expected one of the declared formats {opts['formats']}"
+    if fmap.type == "code":
+        return f"expected one of the codes {sorted(opts['codes'])}"
+    if fmap.type == "bool":
+        return f"expected one of {opts['true'] + opts['false']}"
+    if fmap.type == "int":
+        return "expected a whole number"
+    return "expected a number" if fmap.type == "decimal" else f"expected {fmap.type}"
+
+
+def read_values(values: pd.Series, fmap: FieldMap) -> tuple[pd.Series, pd.Series]:
+    """Read one source column per its field map; return the values and a mask of values that did not read.
+
+    ``values`` is text, already stripped, missing where the source delivered nothing.
+    """
+    import pandas as pd
+
+    present = values.notna()
+    opts = fmap.options
+    if fmap.type == "text":
+        case = opts.get("case")
+        out = values.str.upper() if case == "upper" else values.str.lower() if case == "lower" else values
+        return out, pd.Series(False, index=values.index)
+    if fmap.type == "id":
+        out = values.str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
+        width = opts.get("pad_numeric")
+        if width:
+            digits = out.str.fullmatch(r"[0-9]+").fillna(False).astype(bool)
+            out = out.where(~digits, out.str.lstrip("0").str.zfill(width))
+        return out, pd.Series(False, index=values.index)
+    if fmap.type in ("decimal", "int"):
+        cleaned = values
+        if opts.get("thousands"):
+            cleaned = cleaned.str.replace(opts["thousands"], "", regex=False)
+        out = pd.to_numeric(cleaned, errors="coerce")
+        bad = present & out.isna()
+        if fmap.type == "int":
+            bad |= present & out.notna() & (out != out.round())
+        return out.where(~bad), bad
+    if fmap.type == "date":
+        return _read_dates(values, opts["formats"], opts.get("timezone", "UTC"))
+    if fmap.type == "bool":
+        table = {str(v).strip().lower(): True for v in opts["true"]}
+        table.update({str(v).strip().lower(): False for v in opts["false"]})
+        out = values.str.lower().map(table, na_action="ignore")
+        bad = present & out.isna()
+        return out.astype("boolean"), bad
+    if fmap.type == "code":
+        codes = {str(k): v for k, v in opts["codes"].items()}
+        out = values.map(codes, na_action="ignore")
+        unknown = present & ~values.isin(list(codes))
+        policy = opts.get("unknown", "quarantine")
+        if policy == "keep":
+            out = out.where(~unknown, values)
+        return out, unknown if policy == "quarantine" else pd.Series(False, index=values.index)
+    raise ValueError(f"unknown field type {fmap.type!r}")
+
+
+def _read_dates(values: pd.Series, formats: list[str], timezone: str) -> tuple[pd.Series, pd.Series]:
+    """Try each declared format in order on the values not read yet; never infer a format per row."""
+    import pandas as pd
+
+    from include.sources.odata import parse_odata_dates
+
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    todo = values.notna()
+    for fmt in formats:
+        if not todo.any():
+            break
+        pending = values[todo]
+        if fmt.lower() == "odata":
+            stamps = parse_odata_dates(pending)
+        else:
+            stamps = pd.to_datetime(
+                pending, format="ISO8601" if fmt.upper() == "ISO8601" else fmt, errors="coerce", utc=False
+            )
+            stamps = _to_utc(stamps, pending, fmt, timezone)
+        hit = stamps.notna()
+        out.loc[hit.index[hit]] = stamps[hit]
+        todo.loc[hit.index[hit]] = False
+    return out, todo
+
+
+def _to_utc(stamps: pd.Series, pending: pd.Series, fmt: str, timezone: str) -> pd.Series:
+    import pandas as pd
+
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        return stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    if stamps.dtype == object:
+        # A mix of offsets and naive values: read each with its own offset, naive ones in ``timezone``.
+        return pd.Series(
+            [pd.NaT if pd.isna(s) else _one_utc(s, timezone) for s in stamps], index=stamps.index
+        ).astype("datetime64[us, UTC]")
+    return stamps.dt.tz_localize(timezone).dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def _one_utc(stamp, timezone: str):
+    import pandas as pd
+
+    ts = pd.Timestamp(stamp)
+    return (ts.tz_localize(timezone) if ts.tzinfo is None else ts).tz_convert("UTC")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a source's rows
+
+
+def read_rows(mapping: Mapping, table: str | None = None, *, path: str | Path | None = None) -> pd.DataFrame:
+    """Read a file source's rows as text, per the mapping's ``read`` section.
+
+    Args:
+        mapping: the source mapping (format csv, parquet or odata_json).
+        table: unused for file formats (one file feeds every table of the mapping).
+        path: the file to read; default: every file matching ``read.path`` under ``HOLDCAST_DROP_DIR``.
+    """
+    import pandas as pd
+
+    files = [Path(path)] if path is not None else _drop_files(mapping)
+    frames = [_read_file(mapping, f) for f in files]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _drop_files(mapping: Mapping) -> list[Path]:
+    from include import config
+    from include.errors import MissingSourceError
+
+    pattern = mapping.read.get("path")
+    if not pattern:
+        raise MappingError(f"{mapping.path}: read.path: a file source needs the path of its drop")
+    root = config.HOLDCAST_DROP_DIR.get()
+    files = sorted(p for p in root.glob(pattern) if p.is_file())
+    if not files:
+        raise MissingSourceError(f"source {mapping.source!r}: no file matches {pattern!r} under {root}")
+    empty = [str(p) for p in files if p.stat().st_size == 0]
+    if empty:
+        raise MissingSourceError(f"source {mapping.source!r}: empty file(s) {empty}")
+    return files
+
+
+def _read_file(mapping: Mapping, path: Path) -> pd.DataFrame:
+    import io
+
+    import pandas as pd
+
+    from include.sources.common import read_text
+
+    fmt = mapping.format
+    if fmt == "parquet":
+        return pd.read_parquet(path).astype("string")
+    if fmt == "odata_json":
+        return read_odata_page(path)
+    if fmt != "csv":
+        raise MappingError(f"{mapping.path}: read.format {fmt!r} is not a file format read by rows")
+    encodings = mapping.read.get("encodings")
+    if encodings:
+        text, _ = _decode(path.read_bytes(), encodings, path)
+    else:
+        text, _ = read_text(path)
+    # A DOS end-of-file byte (0x1A) on the last line is not a record.
+    text = text.rstrip("\r\n").removesuffix("\x1a")
+    return pd.read_csv(
+        io.StringIO(text),
+        sep=mapping.read.get("separator", ","),
+        dtype="string",
+        keep_default_na=False,
+        na_values=[],
+        header=0 if mapping.read.get("header", True) else None,
+        skip_blank_lines=True,
+    )
+
+
+def _decode(raw: bytes, encodings: list[str], path: Path) -> tuple[str, str]:
+    for encoding in encodings:
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise MappingError(f"{path}: decodes with none of the declared encodings {encodings}")
+
+
+def read_odata_page(path: str | Path) -> pd.DataFrame:
+    """Rows of one saved OData v2 JSON page (``{"d": {"results": [...]}}``), every value as text.
+
+    ``null`` stays missing (not delivered); ``""`` stays an empty string until the mapping reads it.
+    Nested objects (``__metadata``, deferred navigation links) are dropped.
+    """
+    import json
+
+    import pandas as pd
+
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    body = doc.get("d", doc) if isinstance(doc, dict) else None
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        raise MappingError(f"{path}: not an OData v2 page; expected {{'d': {{'results': [...]}}}}")
+    rows = [{k: v for k, v in rec.items() if not isinstance(v, dict | list)} for rec in results]
+    return pd.DataFrame(rows).astype("string")
