@@ -1,0 +1,1 @@
+"""Test doubles of systems holdcast talks to that cannot run on a test machine."""
