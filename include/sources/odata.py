@@ -41,3 +41,35 @@ def odata_offset_minutes(value: str) -> int | None:
     if match is None:
         raise ValueError(f"not an OData v2 date: {value!r}; expected /Date(<milliseconds>[+-MMMM])/")
     return int(match.group(2)) if match.group(2) else None
+
+
+def pad_keys(values: pd.Series, length: int = 10) -> pd.Series:
+    """SAP's ALPHA conversion: all-digit keys padded with zeros to ``length`` ("4712" -> "0000004712").
+
+    Keys with letters are kept as sent (stripped); blank and missing values become missing.
+    """
+    text = values.astype("string").str.strip()
+    text = text.mask(text == "")
+    digits = text.str.fullmatch(r"\d+").fillna(False).astype(bool)
+    return text.where(~digits, text.str.zfill(length))
+
+
+def parse_odata_decimals(values: pd.Series) -> pd.Series:
+    """``Edm.Decimal`` strings ("12500.000", "-35.500") as exact :class:`decimal.Decimal` values.
+
+    Blank or missing values become ``None``; a value that is not a decimal number raises naming it.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    def one(value):
+        if value is None or value != value or str(value).strip() == "":
+            return None
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation as err:
+            raise ValueError(f"not an OData decimal: {value!r}; expected digits like '-35.500'") from err
+        if not number.is_finite():
+            raise ValueError(f"not an OData decimal: {value!r}; expected a finite number")
+        return number
+
+    return values.map(one).astype(object)
