@@ -28,8 +28,8 @@ HEADER_BLOCKS = ("DeliveryBlockReason", "HeaderBillingBlockReason")
 
 
 def _code(value) -> str | None:
-    """A block code stripped of padding; ``None`` stays ``None`` (not delivered)."""
-    return None if value is None else str(value).strip()
+    """A block code stripped of padding; ``None`` (or NaN) stays ``None``: not delivered."""
+    return None if value is None or value != value else str(value).strip()
 
 
 def credit_status(value) -> str | None:
@@ -72,16 +72,22 @@ def hold_labels(
         raise ValueError(f"block_reasons {wrong}: expected reasons from {canonical.HOLD_REASONS}")
 
     out = pd.DataFrame({"order_id": pad_keys(headers["SalesOrder"]).astype(object)})
-    out["credit_status"] = [credit_status(v) for v in headers.get("TotalCreditCheckStatus", _nones(headers))]
+    statuses = [credit_status(v) for v in headers.get("TotalCreditCheckStatus", _nones(headers))]
+    out["credit_status"] = pd.Series(statuses, index=out.index, dtype=object)
     out["credit_hold"] = pd.array(
         [None if s is None else s in ("blocked", "released") for s in out["credit_status"]], dtype="boolean"
     )
-    out["delivery_block"] = [_code(v) for v in headers.get("DeliveryBlockReason", _nones(headers))]
-    out["billing_block"] = [_code(v) for v in headers.get("HeaderBillingBlockReason", _nones(headers))]
-    out["item_billing_blocks"] = _child_blocks(out["order_id"], items, "ItemBillingBlockReason")
-    out["schedule_line_blocks"] = _child_blocks(
-        out["order_id"], schedule_lines, "DelivBlockReasonForSchedLine"
-    )
+    texts = {
+        "delivery_block": [_code(v) for v in headers.get("DeliveryBlockReason", _nones(headers))],
+        "billing_block": [_code(v) for v in headers.get("HeaderBillingBlockReason", _nones(headers))],
+        "item_billing_blocks": _child_blocks(out["order_id"], items, "ItemBillingBlockReason"),
+        "schedule_line_blocks": _child_blocks(
+            out["order_id"], schedule_lines, "DelivBlockReasonForSchedLine"
+        ),
+    }
+    for name, values in texts.items():
+        # Object dtype keeps None (not delivered) apart from "" (no block).
+        out[name] = pd.Series(values, index=out.index, dtype=object)
 
     held, reasons = [], []
     block_columns = ["delivery_block", "billing_block", "item_billing_blocks", "schedule_line_blocks"]
@@ -91,7 +97,7 @@ def hold_labels(
         if known and bool(row.credit_hold):
             found.add("credit")
         for column in block_columns:
-            value = getattr(row, column)
+            value = _code(getattr(row, column))
             if value is None:
                 continue
             known = True

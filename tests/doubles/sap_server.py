@@ -43,6 +43,7 @@ import json
 import random
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import Counter
@@ -399,6 +400,11 @@ class _QuietServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     double: SapTestServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle's algorithm delays each answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class names it so
         """Quiet: the tests read counters, not an access log."""
