@@ -103,6 +103,12 @@ HOLDCAST_DROP_DIR = Setting(
     lambda: str(dataset_home() / "drops"),
     "Folder where bureau, CRM and sanctions file extracts arrive.",
 )
+HOLDCAST_MAPPINGS_DIR = Setting(
+    "HOLDCAST_MAPPINGS_DIR",
+    Path,
+    lambda: str(PROJECT_ROOT / "include" / "mappings"),
+    "Folder of source mapping files (*.yaml); a run reads those naming its dataset.",
+)
 HOLDCAST_ERP_CONN_ID = Setting(
     "HOLDCAST_ERP_CONN_ID",
     str,
@@ -183,6 +189,7 @@ ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_WAREHOUSE_URL,
     HOLDCAST_LAKE_DIR,
     HOLDCAST_DROP_DIR,
+    HOLDCAST_MAPPINGS_DIR,
     HOLDCAST_ERP_CONN_ID,
     HOLDCAST_MODEL_NAME,
     MLFLOW_TRACKING_URI,

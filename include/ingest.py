@@ -20,9 +20,13 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from include import canonical, config, mapping, warehouse
 from include.errors import MissingSourceError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +34,20 @@ logger = logging.getLogger(__name__)
 # happened", so bureau, CRM and sanctions tables must have rows.
 MAY_BE_EMPTY = {"credit_profiles", "payments", "disputes", "holds", "inventory"}
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+REFERENCES: tuple[tuple[str, str, str], ...] = (
+    # (child table, parent table, child column holding the parent's key)
+    ("orders", "customers", "customer_id"),
+    ("invoices", "customers", "customer_id"),
+    ("order_lines", "orders", "order_id"),
+)
+"""Referential integrity. Checked row by row when the parent comes from the same source (an orphan is
+quarantined); across sources, :func:`publish` reports orphans without dropping them, since the parent's
+source may simply deliver later."""
 
 
 def sources(dataset: str | None = None) -> dict[str, mapping.Mapping]:
     """The source mappings a run of ``dataset`` (default ``HOLDCAST_DATASET``) reads, by source name."""
-    return mapping.for_dataset(dataset or config.HOLDCAST_DATASET.get())
+    return mapping.for_dataset(dataset or config.HOLDCAST_DATASET.get(), config.HOLDCAST_MAPPINGS_DIR.get())
 
 
 def source_names(dataset: str | None = None) -> list[str]:
@@ -117,6 +130,7 @@ def _split_interval(table: str, mapped: mapping.Mapped, as_of: datetime) -> tupl
             {positions[k]: v for k, v in mapped.rules.items() if k in positions},
             mapped.drift,
             mapped.explain,
+            [mapped.source_rows[i] for i in keep],
         ),
         int(later.sum()),
     )
@@ -147,7 +161,8 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
     tolerance = config.HOLDCAST_QUARANTINE_TOLERANCE.get()
     summary: dict[str, object] = {"source": name, "as_of": label, "tables": {}}
     reports = []
-    for table in source.canonical_tables:
+    keys: dict[str, set[str]] = {}
+    for table in sorted(source.canonical_tables, key=_parents_first):
         mapped, later = _split_interval(table, mapped_tables[table], as_of)
         warehouse.write_parquet(
             mapped.raw, warehouse.lake_path("raw", name, table, f"as_of={label}", "part.parquet")
@@ -163,8 +178,9 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
                 allow_empty=table in MAY_BE_EMPTY,
                 rules=mapped.rules,
                 raw_rows=mapped.raw,
+                row_numbers=mapped.source_rows,
                 drift=mapped.drift,
-                table_rules=_table_rules(source, table, as_of, previous),
+                table_rules=_table_rules(source, table, as_of, previous, keys),
             )
         except validation.ValidationFailed as err:
             # The failed batch's bad rows are kept too, so they can be queried, not only counted.
@@ -180,6 +196,8 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
             err.args = (f"{err.args[0]}; full report: {path}",)
             raise
         warehouse.write_parquet(outcome.good, warehouse.canonical_partition(table, as_of, name))
+        if table in {parent for _, parent, _ in REFERENCES}:
+            keys[table] = set(outcome.good[canonical.TABLES[table].key[0]].dropna())
         warehouse.replace_rows(
             "quarantine", outcome.quarantine, where={"source": name, "batch": label, "table_name": table}
         )
@@ -197,9 +215,22 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
     return summary
 
 
-def _table_rules(source: mapping.Mapping, table: str, as_of: datetime, previous: int | None) -> dict:
-    """Table-level rules of this source's table: freshness and row count against the previous batch."""
-    rules: dict[str, object] = {}
+def _parents_first(table: str) -> int:
+    order = ("customers", "orders", "invoices")
+    return order.index(table) if table in order else len(order)
+
+
+def _table_rules(
+    source: mapping.Mapping, table: str, as_of: datetime, previous: int | None, keys: dict[str, set[str]]
+) -> dict:
+    """Rules beyond the row: references to a parent the same source delivered, freshness, row count."""
+    rules: dict[str, object] = {
+        "references": [
+            (col, parent, keys[parent])
+            for child, parent, col in REFERENCES
+            if child == table and parent in keys
+        ]
+    }
     for block in source.blocks(table):
         if block.freshness_days is not None:
             rules["freshness"] = (canonical.TABLES[table].time_column, as_of, block.freshness_days)
@@ -237,10 +268,25 @@ def publish(as_of: datetime) -> dict[str, int]:
         # A backfill of an older interval must not replace what SQL users see with older data.
         logger.info("Warehouse keeps the newer snapshot of %s; %s stays in the lake only", newest, label)
         return {name: len(frame) for name, frame in tables.items()}
+    _report_orphans(tables, label)
     counts = {name: warehouse.replace_table(name, frame) for name, frame in tables.items()}
     warehouse.record_published(as_of)
     logger.info("Published canonical tables for %s: %s", label, counts)
     return counts
+
+
+def _report_orphans(tables: dict[str, pd.DataFrame], label: str) -> dict[str, int]:
+    """Count rows whose parent no source delivered for the interval; log them as a warning."""
+    orphans = {}
+    for child, parent, col in REFERENCES:
+        parent_keys = tables[parent][canonical.TABLES[parent].key[0]]
+        values = tables[child][col].dropna()
+        count = int((~values.isin(parent_keys)).sum())
+        if count:
+            orphans[f"{child}.{col}->{parent}"] = count
+    if orphans:
+        logger.warning("Interval %s: rows whose parent no source delivered: %s", label, orphans)
+    return orphans
 
 
 def check_file(mapping_path: str | Path, path: str | Path, as_of: datetime | None = None) -> list[dict]:
@@ -253,8 +299,10 @@ def check_file(mapping_path: str | Path, path: str | Path, as_of: datetime | Non
     source = mapping.load(mapping_path)
     as_of = as_of or datetime.now(UTC)
     reports = []
-    for table, mapped in extract(source, as_of, path=Path(path)).items():
-        mapped, later = _split_interval(table, mapped, as_of)
+    keys: dict[str, set[str]] = {}
+    extracted = extract(source, as_of, path=Path(path))
+    for table in sorted(extracted, key=_parents_first):
+        mapped, later = _split_interval(table, extracted[table], as_of)
         try:
             outcome = validation.validate(
                 table,
@@ -265,9 +313,13 @@ def check_file(mapping_path: str | Path, path: str | Path, as_of: datetime | Non
                 allow_empty=True,
                 rules=mapped.rules,
                 raw_rows=mapped.raw,
+                row_numbers=mapped.source_rows,
                 drift=mapped.drift,
+                table_rules=_table_rules(source, table, as_of, None, keys),
             )
             report = outcome.report
+            if table in {parent for _, parent, _ in REFERENCES}:
+                keys[table] = set(outcome.good[canonical.TABLES[table].key[0]].dropna())
         except validation.ValidationFailed as err:
             report = err.report
         report.update(rows_after_interval=later, explain=mapped.explain)
@@ -285,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the full reports as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import great_expectations  # noqa: F401  (it sets its own log level on import: quiet it after)
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     reports = check_file(args.mapping, args.file)
     if args.json:

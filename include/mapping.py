@@ -346,6 +346,8 @@ class Mapped:
     drift: dict[str, list[str]]
     explain: dict[str, str] = field(default_factory=dict)
     """Rule -> what the rule expected, for the validation report."""
+    source_rows: list[int] = field(default_factory=list)
+    """Each row's position among the source's data rows (from 0): what quarantine reports as its row."""
 
 
 def apply(mapping: Mapping, table: str, rows: pd.DataFrame) -> Mapped:
@@ -353,6 +355,7 @@ def apply(mapping: Mapping, table: str, rows: pd.DataFrame) -> Mapped:
 
     Every block of the mapping that feeds ``table`` contributes its rows, one after the other.
     """
+    rows = rows.reset_index(drop=True)
     parts = [apply_block(mapping, tmap, rows) for tmap in mapping.blocks(table)]
     if not parts:
         raise MappingError(f"{mapping.path}: tables: no block maps into canonical table {table!r}")
@@ -377,6 +380,7 @@ def combine(table: str, parts: list[Mapped]) -> Mapped:
         rules,
         {k: sorted({c for p in parts for c in p.drift[k]}) for k in ("missing", "unexpected")},
         {k: v for p in parts for k, v in p.explain.items()},
+        [r for p in parts for r in p.source_rows],
     )
 
 
@@ -390,6 +394,7 @@ def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
         # Without the column no row can qualify; drift below reports the column as missing.
         chosen = rows[column].astype("string").str.strip().isin(wanted) if column in rows.columns else False
         rows = rows[pd.Series(chosen, index=rows.index).fillna(False).astype(bool)]
+    source_rows = [int(i) for i in rows.index]
     rows = rows.reset_index(drop=True)
     text = rows.astype("string")
     declared = set(tmap.source_columns) | ({tmap.where["column"]} if tmap.where else set())
@@ -432,7 +437,8 @@ def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
         out, text = out.reset_index(drop=True), text.reset_index(drop=True)
         positions = {old: new for new, old in enumerate(keep.index[keep])}
         rules = {positions[k]: v for k, v in rules.items()}
-    return Mapped(table, out, text, rules, drift, explain)
+        source_rows = [source_rows[i] for i in keep.index[keep]]
+    return Mapped(table, out, text, rules, drift, explain, source_rows)
 
 
 def _all_columns(mapping: Mapping) -> set[str]:

@@ -89,6 +89,7 @@ def validate(
     allow_empty: bool = False,
     rules: dict[int, list[str]] | None = None,
     raw_rows: pd.DataFrame | None = None,
+    row_numbers: list[int] | None = None,
     drift: dict[str, list[str]] | None = None,
     table_rules: dict[str, Any] | None = None,
 ) -> Outcome:
@@ -104,9 +105,11 @@ def validate(
         rules: rules rows already broke upstream (a source mapping's unreadable values), by position.
         raw_rows: the source rows as delivered, aligned with ``raw``; quarantine keeps these (default
             ``raw`` itself).
+        row_numbers: each row's position in the source (default: its position in ``raw``).
         drift: source-level schema drift found by the mapping (new or missing source columns).
-        table_rules: table-level rules of the source: ``freshness`` = (time column, interval end, max
-            age in days) and ``min_rows`` (from the previous batch's row count).
+        table_rules: rules that need more than the batch: ``references`` = [(column, parent table,
+            parent keys)] (row-level: orphans are quarantined), and the table-level ``freshness`` =
+            (time column, interval end, max age in days) and ``min_rows`` (from the previous batch).
 
     Returns:
         The typed good rows, the quarantined rows with their rules, and a report.
@@ -186,7 +189,7 @@ def validate(
             "source": source,
             "batch": batch,
             "table_name": table,
-            "row_number": bad_rows,
+            "row_number": [row_numbers[r] for r in bad_rows] if row_numbers is not None else bad_rows,
             "rules": ["; ".join(rules[r]) for r in bad_rows],
             "raw": [json.dumps(_row_dict(raw_text, r), default=str) for r in bad_rows],
         },
@@ -289,6 +292,13 @@ def _table_expectations(table_rules: dict[str, Any]) -> list[Any]:
     import great_expectations as gx
 
     exps: list[Any] = []
+    for column, parent, keys in table_rules.get("references", ()):
+        # Row-level: an orphan row is quarantined, the rest of the batch goes on.
+        exps.append(
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column=column, value_set=sorted(keys), meta={"row_rule": f"ref_integrity:{column}->{parent}"}
+            )
+        )
     if "freshness" in table_rules:
         column, as_of, days = table_rules["freshness"]
         exps.append(
@@ -351,7 +361,7 @@ def _run_suite(
             table_failures.append(f"{cfg.meta['rule']}: {cfg.type}({_kwargs(cfg)}), observed {observed}")
             continue
         target = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')}>={cfg.kwargs.get('column_B')}"
-        rule = f"{cfg.type}:{target}"
+        rule = (cfg.meta or {}).get("row_rule") or f"{cfg.type}:{target}"
         if res.exception_info and res.exception_info.get("raised_exception"):
             raise ValidationFailed(
                 f"table {table!r}: expectation {rule} could not run: "
