@@ -42,19 +42,49 @@ def _tables(metadata):
     return status, audit
 
 
-def write_back(engine: Engine, decisions: pd.DataFrame, *, dry_run: bool = False) -> dict[str, int]:
-    """Upsert ``decisions`` into the status table; return counts of inserted, updated and unchanged rows."""
-    from sqlalchemy import MetaData, bindparam, select, update
+def write_back(
+    engine: Engine, decisions: pd.DataFrame, *, dry_run: bool = False, attempts: int = 3
+) -> dict[str, int]:
+    """Upsert ``decisions`` into the status table; return counts of inserted, updated and unchanged rows.
+
+    The status rows and their audit rows are written in one transaction with bound parameters: a
+    connection lost half way leaves nothing behind, and the whole batch is tried again, up to
+    ``attempts`` times (then the error is raised; the next run writes what is still missing).
+    """
+    from sqlalchemy import MetaData
+    from sqlalchemy.exc import DBAPIError
 
     metadata = MetaData()
     status, audit = _tables(metadata)
     if not dry_run:
         metadata.create_all(engine)
-
     rows = decisions.rename(columns={"as_of": "decided_as_of"})[_WRITTEN]
     records = [
         {k: (None if v is None or v != v else v) for k, v in rec.items()} for rec in rows.to_dict("records")
     ]
+    attempt = 1
+    while True:
+        try:
+            counts = _write_once(engine, status, audit, records, dry_run=dry_run)
+        except DBAPIError as err:
+            if not err.connection_invalidated or attempt >= attempts:
+                raise
+            logger.warning(
+                "Write-back to %s lost its connection (%s); writing the batch again (attempt %s of %s)",
+                STATUS_TABLE,
+                type(err.orig).__name__,
+                attempt + 1,
+                attempts,
+            )
+            attempt += 1
+            continue
+        logger.info("%s to %s: %s", "Dry run: write-back" if dry_run else "Wrote back", STATUS_TABLE, counts)
+        return counts
+
+
+def _write_once(engine, status, audit, records, *, dry_run: bool) -> dict[str, int]:
+    from sqlalchemy import select
+
     with engine.begin() as conn:
         existing: dict[str, str] = {}
         if engine.dialect.has_table(conn, STATUS_TABLE):
@@ -63,42 +93,60 @@ def write_back(engine: Engine, decisions: pd.DataFrame, *, dry_run: bool = False
                 chunk = ids[start : start + 500]
                 query = select(status.c.order_id, status.c.decision_hash).where(status.c.order_id.in_(chunk))
                 existing.update({row.order_id: row.decision_hash for row in conn.execute(query)})
-        inserts = [r for r in records if r["order_id"] not in existing]
-        updates = [
-            r for r in records if r["order_id"] in existing and existing[r["order_id"]] != r["decision_hash"]
+        changed = [
+            (r, "insert" if r["order_id"] not in existing else "update")
+            for r in records
+            if existing.get(r["order_id"]) != r["decision_hash"]
         ]
+        inserted = sum(1 for _, kind in changed if kind == "insert")
         counts = {
-            "inserted": len(inserts),
-            "updated": len(updates),
-            "unchanged": len(records) - len(inserts) - len(updates),
+            "inserted": inserted,
+            "updated": len(changed) - inserted,
+            "unchanged": len(records) - len(changed),
         }
-        if dry_run:
-            logger.info("Dry run: write-back to %s would give %s", STATUS_TABLE, counts)
+        if dry_run or not changed:
             return counts
-        if inserts:
-            conn.execute(status.insert(), inserts)
-        if updates:
-            stmt = (
-                update(status)
-                .where(status.c.order_id == bindparam("key"))
-                .values({c: bindparam(c) for c in _WRITTEN if c != "order_id"})
-            )
-            conn.execute(stmt, [{**r, "key": r["order_id"]} for r in updates])
-        changed = [(r, "insert") for r in inserts] + [(r, "update") for r in updates]
-        if changed:
-            conn.execute(
-                audit.insert(),
-                [
-                    {
-                        "order_id": r["order_id"],
-                        "decision_hash": r["decision_hash"],
-                        "decided_as_of": r["decided_as_of"],
-                        "change": kind,
-                        "model_version": r["model_version"],
-                        "policy_version": r["policy_version"],
-                    }
-                    for r, kind in changed
-                ],
-            )
-    logger.info("Wrote back to %s: %s", STATUS_TABLE, counts)
+        conn.execute(_upsert(engine.dialect.name, status), [r for r, _ in changed])
+        conn.execute(
+            audit.insert(),
+            [
+                {
+                    "order_id": r["order_id"],
+                    "decision_hash": r["decision_hash"],
+                    "decided_as_of": r["decided_as_of"],
+                    "change": kind,
+                    "model_version": r["model_version"],
+                    "policy_version": r["policy_version"],
+                }
+                for r, kind in changed
+            ],
+        )
     return counts
+
+
+def _upsert(dialect: str, status):
+    """``INSERT ... ON CONFLICT (order_id) DO UPDATE`` (or MySQL's form) touching changed rows only.
+
+    A row written by a concurrent run between our read and this statement is overwritten rather than
+    failing the batch on its key; its hash decides whether anything changes.
+    """
+    values = [c for c in _WRITTEN if c != "order_id"]
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(status)
+        return stmt.on_conflict_do_update(
+            index_elements=[status.c.order_id],
+            set_={c: stmt.excluded[c] for c in values},
+            where=status.c.decision_hash.is_distinct_from(stmt.excluded.decision_hash),
+        )
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+
+        stmt = insert(status)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in values})
+    raise NotImplementedError(
+        f"write-back has no upsert for the {dialect!r} database; supported: postgresql, sqlite, mysql"
+    )
