@@ -201,3 +201,18 @@ ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_PROMOTION_MARGIN,
     HOLDCAST_MLFLOW_UI_URL,
 )
+
+HOLDCAST_SAP_CONN_ID = Setting(
+    "HOLDCAST_SAP_CONN_ID",
+    str,
+    lambda: "holdcast_sap",
+    "Airflow connection id of the SAP S/4HANA system (sales-order OData API), when the ERP is SAP.",
+)
+HOLDCAST_WRITEBACK_TARGET = Setting(
+    "HOLDCAST_WRITEBACK_TARGET",
+    _choice("sql", "sap"),
+    lambda: "sql",
+    "Where scoring writes decisions: the SQL ERP's status table (sql) or the SAP sales orders (sap).",
+)
+
+ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SAP_CONN_ID, HOLDCAST_WRITEBACK_TARGET)

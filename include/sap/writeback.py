@@ -370,3 +370,25 @@ class SapWriteBack:
             current,
             target.value,
         )
+
+
+def write_back_to_sap(
+    decisions: pd.DataFrame,
+    *,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    audit_engine: Engine | None = None,
+    conn_id: str | None = None,
+) -> dict[str, int]:
+    """Push ``decisions`` through the SAP connection (``HOLDCAST_SAP_CONN_ID``), audited in the warehouse.
+
+    The entry point for the scoring task; see :class:`SapWriteBack` for what happens to each decision.
+    """
+    from sqlalchemy import create_engine
+
+    from include import config
+    from include.sap.hook import SapODataHook
+
+    hook = SapODataHook(conn_id or config.HOLDCAST_SAP_CONN_ID.get())
+    engine = audit_engine or create_engine(config.HOLDCAST_WAREHOUSE_URL.get())
+    return SapWriteBack(hook.settings(), engine, dry_run=dry_run, run_id=run_id).push(decisions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -198,3 +199,16 @@ def test_many_faults_still_deliver_each_decision_once(audit):
         assert set(server.faults.injected) == set(server.faults.kinds)
         assert max(server.applied.values()) == 1 and len(server.applied) == 120
         assert _held(server, 120) == [custom_field_text(d, 60) for d in decisions.to_dict("records")]
+
+
+def test_scoring_entry_point_uses_the_airflow_connection_and_the_warehouse(sap, holdcast_home, monkeypatch):
+    from include import config
+    from include.sap.writeback import write_back_to_sap
+
+    conn = {"conn_type": "http", "host": sap.base_url, "login": "HOLDCAST", "password": "test-only"}
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_SAP", json.dumps(conn))
+    monkeypatch.setenv("HOLDCAST_SAP_CONN_ID", "erp_sap")
+    warehouse = config.HOLDCAST_WAREHOUSE_URL.get()
+    (holdcast_home / "demo").mkdir(parents=True)
+    assert write_back_to_sap(_decisions(2), run_id="score-2025-06-30") == {"applied": 2, "unchanged": 0}
+    assert set(_audit(create_engine(warehouse))["run_id"]) == {"score-2025-06-30"}
