@@ -33,7 +33,7 @@ from include.canonical import HOLD_REASONS, TABLES, empty_frame
 
 logger = logging.getLogger(__name__)
 
-FEATURE_VERSION = "1.0.0"
+FEATURE_VERSION = "1.1.0"
 """Bumped whenever a feature's meaning changes, so models and feature snapshots can be matched."""
 
 DAY_NS = 86_400 * 10**9
@@ -44,6 +44,8 @@ MIN_LOG_AMOUNT_STD = 0.05
 """Floor of the spread of a customer's log order amounts in ``amount_zscore`` (about 5%): a customer
 whose earlier orders were all the same size would otherwise make any other size look infinitely odd."""
 DISPUTE_WINDOW_DAYS = 365
+DEDUCTION_WINDOW_DAYS = 365
+"""Window of the deductions: invoices the customer cleared short of their amount."""
 OPEN_ORDER_WINDOW_DAYS = 90
 """An order neither invoiced nor known cancelled within this many days stops counting as open exposure.
 
@@ -90,6 +92,8 @@ FEATURE_FAMILIES: dict[str, list[str]] = {
         "open_receivables_amount",
         "overdue_count",
         "overdue_amount",
+        "deductions_365d",
+        "deducted_amount_365d",
     ],
     "credit": [
         "credit_limit",
@@ -134,7 +138,7 @@ FEATURE_FAMILIES: dict[str, list[str]] = {
     "disputes": ["disputes_open_count", "disputes_open_amount", "disputes_365d"],
     "crm": ["broken_promises_90d", "collection_steps_90d", "promises_to_pay_90d"],
     "payments": ["failed_payments_90d"],
-    "compliance": ["sanctions_name_score", "risky_ship_to_country"],
+    "compliance": ["sanctions_name_score", "sanctions_exact_match", "risky_ship_to_country"],
     "completeness": [
         "po_missing",
         "ship_to_street_missing",
@@ -389,6 +393,10 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     due = np.where(due == NAT, issued, due)
     cleared = _times(invoices, "cleared_at")
     amount = _cents(_number(invoices, "amount"))
+    # A deduction: the invoice was cleared with less paid than billed (the paid amount is known at clearing).
+    paid = _number(invoices, "paid_amount")
+    short = ~np.isnan(paid) & (_cents(paid) < amount)
+    deducted = np.where(short, amount - _cents(paid), 0)
     # An invoice cleared before it was issued (a data error) counts as cleared on issue, never open.
     cleared_eff = np.where(cleared != NAT, np.maximum(cleared, issued), NAT)
     overdue_from = np.maximum(issued, due)
@@ -400,13 +408,16 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     overdue = Timeline(customer, np.where(ever_overdue, overdue_from, NAT), n)
 
     # The values of clearing events are derived once, in the timeline's sorted order: few random reads.
-    c_cleared, c_due, c_issued, c_amount = (clear.take(x) for x in (cleared, due, issued, amount))
+    c_cleared, c_due, c_issued, c_amount, c_short, c_deducted = (
+        clear.take(x) for x in (cleared, due, issued, amount, short, deducted)
+    )
     days_late = (c_cleared - c_due) // DAY_NS
     was_overdue = np.maximum(c_cleared, c_issued) > np.maximum(c_issued, c_due)
 
     now_issued = issue.before(q.customer, q.at)
     now = clear.before(q.customer, q.at)
     then = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
+    year_ago = clear.before(q.customer, q.shifted(DEDUCTION_WINDOW_DAYS))
     now_overdue = overdue.before(q.customer, q.at)
 
     def cleared_before(values: np.ndarray) -> np.ndarray:
@@ -418,6 +429,8 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     avg_recent = _ratio(late_now - late_then, n_cleared - then.count)
     open_amount = issue.total(amount, now_issued) - cleared_before(c_amount)
     overdue_amount = overdue.total(amount, now_overdue) - cleared_before(np.where(was_overdue, c_amount, 0))
+    short_now, short_then = clear.totals(c_short, now, year_ago, presorted=True)
+    deducted_now, deducted_then = clear.totals(c_deducted, now, year_ago, presorted=True)
     return {
         "inv_cleared_count": n_cleared,
         "inv_on_time_share": _ratio(cleared_before(days_late <= 0), n_cleared),
@@ -435,6 +448,8 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
         "open_receivables_amount": open_amount / 100,
         "overdue_count": now_overdue.count - cleared_before(was_overdue),
         "overdue_amount": overdue_amount / 100,
+        "deductions_365d": short_now - short_then,
+        "deducted_amount_365d": (deducted_now - deducted_then) / 100,
     }
 
 
@@ -692,10 +707,7 @@ def sanctions_scores(names: pd.Series, entries: pd.DataFrame, block: int = 500) 
     """
     from rapidfuzz import fuzz, process
 
-    listed = list(_text(entries, "name").dropna())
-    for aliases in _text(entries, "aliases").dropna():
-        listed.extend(a for a in re.split(r"[;|]", aliases) if a.strip())
-    choices = sorted({n for n in map(normalise_name, listed) if n})
+    choices = sorted({n for n in map(normalise_name, _listed_names(entries)) if n})
     out = np.full(len(names), np.nan)
     if not choices:
         return out
@@ -712,6 +724,35 @@ def sanctions_scores(names: pd.Series, entries: pd.DataFrame, block: int = 500) 
     return out
 
 
+def _listed_names(entries: pd.DataFrame) -> list[str]:
+    """Every name and alias of the sanctions entries, as written."""
+    listed = list(_text(entries, "name").dropna())
+    for aliases in _text(entries, "aliases").dropna():
+        listed.extend(a for a in re.split(r"[;|]", aliases) if a.strip())
+    return listed
+
+
+def _as_written(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def sanctions_identical(names: pd.Series, entries: pd.DataFrame) -> np.ndarray:
+    """1.0 where a name is written exactly as a sanctions entry name or alias, else 0.0.
+
+    Only case and spacing are ignored. The fuzzy score cannot tell "Ivan Petrov" from "Petrov Ivan"
+    or "Acme Ltd" from "Acme LLC" (a screener must review both); this flag says the name on the
+    order is the listed one letter for letter. NaN for a missing name or an empty list.
+    """
+    listed = {_as_written(n) for n in _listed_names(entries)}
+    listed.discard("")
+    out = np.full(len(names), np.nan)
+    if not listed:
+        return out
+    present = names.notna().to_numpy()
+    out[present] = [float(_as_written(n) in listed) for n in names[present]]
+    return out
+
+
 def _compliance(customers: pd.DataFrame, sanctions: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     # Score each distinct customer once, at its first order, then hand the score to all its orders.
     codes, first = np.unique(q.customer, return_index=True)
@@ -720,11 +761,14 @@ def _compliance(customers: pd.DataFrame, sanctions: pd.DataFrame, q: _Orders) ->
     # One slot per customer and a last one, NaN, where an order without a customer (code -1) looks.
     lookup = np.full(len(q.customers) + 1, np.nan)
     lookup[codes[known]] = sanctions_scores(names, sanctions)
+    exact = np.full(len(q.customers) + 1, np.nan)
+    exact[codes[known]] = sanctions_identical(names, sanctions)
     score = lookup[q.customer]
     country = _text(q.frame, "ship_to_country").str.upper()
     risky = country.isin(RISKY_COUNTRIES).to_numpy(dtype=float)
     return {
         "sanctions_name_score": score,
+        "sanctions_exact_match": exact[q.customer],
         "risky_ship_to_country": np.where(country.notna().to_numpy(), risky, np.nan),
     }
 

@@ -397,6 +397,32 @@ def test_master_data_completeness_and_compliance(world):
     assert row["ship_to_postcode_missing"] == 0.0
     assert row["risky_ship_to_country"] == 1.0
     assert row["sanctions_name_score"] == 100.0  # word order and the legal form do not matter
+    assert row["sanctions_exact_match"] == 0.0  # but it is not the listed name as written
+
+
+def test_exact_sanctions_match_ignores_only_case_and_spacing(world):
+    customers = world["customers"]
+    for name, exact in (
+        ("ivan  PETROV trading", 1.0),
+        ("petrov group", 1.0),
+        ("Ivan Petrov Trading Ltd", 0.0),
+    ):
+        world["customers"] = customers.assign(name=name)
+        assert features_of(world)["sanctions_exact_match"] == exact, name
+    world["sanctions_entries"] = world["sanctions_entries"].iloc[:0]
+    assert math.isnan(features_of(world)["sanctions_exact_match"])
+
+
+def test_deductions_count_invoices_cleared_short_in_the_last_year(world):
+    paid = {"I1": 80.0, "I2": 200.0, "I4": 1.0, "I5": 1.0}  # I4 and I5 are cleared after / at t
+    invoices = world["invoices"].assign(paid_amount=world["invoices"]["invoice_id"].map(paid))
+    old = invoice("I8", "2022-12-01T00:00:00Z", "2022-12-31T00:00:00Z", "2023-04-15T00:00:00Z", 100)
+    world["invoices"] = pd.concat([invoices, frame("invoices", [{**old, "paid_amount": 50.0}])])
+
+    row = features_of(world)
+
+    assert row["deductions_365d"] == 1  # I1; I8 was cleared 366 days before t, I3 has no paid amount
+    assert row["deducted_amount_365d"] == pytest.approx(20.0)
 
 
 def test_credit_bureau_uses_the_latest_report_before_t(world):
@@ -500,24 +526,32 @@ def test_name_matching_is_token_based_and_ignores_legal_forms():
 # --- the point-in-time property -----------------------------------------------------------------
 
 ORIGIN = pd.Timestamp("2024-01-01", tz="UTC")
+HOUR = 3600
 HORIZON_HOURS = 24 * 90
 CUSTOMERS = ("C0", "C1", "C2")
 PRODUCTS = ("P0", "P1")
 
 
-def stamp(hours: int | None) -> pd.Timestamp | None:
-    return None if hours is None else ORIGIN + pd.Timedelta(hours=hours)
+def stamp(seconds: int | None) -> pd.Timestamp | None:
+    return None if seconds is None else ORIGIN + pd.Timedelta(seconds=seconds)
 
 
-def later_than(hours: int) -> st.SearchStrategy[int]:
-    return st.integers(hours + 1, hours + HORIZON_HOURS)
+def hours_from(start: int, low: int) -> st.SearchStrategy[int]:
+    return st.integers(low, HORIZON_HOURS).map(lambda h: start + h * HOUR)
+
+
+def later_than(seconds: int) -> st.SearchStrategy[int]:
+    """Times after ``seconds``: whole hours later (ties with other records), or a few seconds later."""
+    return hours_from(seconds, 1) | st.integers(seconds + 1, seconds + 59)
 
 
 def maybe_after(start: int) -> st.SearchStrategy[int | None]:
-    return st.none() | st.integers(start, start + HORIZON_HOURS)
+    return st.none() | hours_from(start, 0)
 
 
 MONEY = st.integers(0, 5000).map(float)
+PAID = st.none() | MONEY
+RELEASE_KIND = st.sampled_from(["manual", "auto", "rejected"])
 CUSTOMER = st.sampled_from(CUSTOMERS)
 
 
@@ -542,9 +576,10 @@ def record(draw, table: str, hours: st.SearchStrategy[int], ids: dict[str, list[
             "customer_id": draw(CUSTOMER),
             "order_id": draw(st.none() | st.sampled_from(ids["orders"])),
             "issued_at": at,
-            "due_at": at + draw(st.sampled_from([0, 24 * 30])),
+            "due_at": at + draw(st.sampled_from([0, 24 * 30 * HOUR])),
             "cleared_at": draw(maybe_after(at)),
             "amount": draw(MONEY),
+            "paid_amount": draw(PAID),
         }
     if table == "payments":
         status = draw(st.sampled_from(["ok", "failed", "declined"]))
@@ -590,7 +625,7 @@ def record(draw, table: str, hours: st.SearchStrategy[int], ids: dict[str, list[
             "reason": draw(st.sampled_from([*HOLD_REASONS, UNSPECIFIED_REASON])),
             "placed_at": at,
             "released_at": draw(maybe_after(at)),
-            "release_kind": draw(st.sampled_from(["manual", "auto", "rejected"])),
+            "release_kind": draw(RELEASE_KIND),
         }
     if table == "inventory":
         return {"product_id": draw(st.sampled_from(PRODUCTS)), "as_of": at, "available": draw(MONEY)}
@@ -627,6 +662,8 @@ DATED = {
 """Each dated table and the column that says when its record became known."""
 FOLLOW_UPS = {"invoices": "cleared_at", "disputes": "closed_at", "holds": "released_at"}
 """Later events of a record: a record known before t may still change after t here."""
+FOLLOW_UP_VALUES = {"invoices": {"paid_amount": PAID}, "holds": {"release_kind": RELEASE_KIND}}
+"""Values known only once the follow-up happened: how much was paid, how a hold was released."""
 TIME_COLUMNS = {table: (column,) for table, column in DATED.items()} | {
     "invoices": ("issued_at", "due_at", "cleared_at"),
     "disputes": ("opened_at", "closed_at"),
@@ -652,7 +689,7 @@ def to_tables(world: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
 
 
 TABLE_SIZES = {t: 5 for t in DATED} | {"orders": 6, "invoices": 8}
-ANY_TIME = st.integers(0, HORIZON_HOURS)
+ANY_TIME = hours_from(0, 0)
 
 
 @st.composite
@@ -688,8 +725,13 @@ def change_the_future(data: st.DataObject, world: dict[str, list[dict]], t: int)
                 changed[table][i] = data.draw(record(table, future, ids, i), label=f"rewritten {table}")
             elif table in FOLLOW_UPS and row[column] <= t:
                 follow = FOLLOW_UPS[table]
-                if (row[follow] is None or row[follow] > t) and data.draw(st.booleans(), label=f"{follow}"):
+                if row[follow] is not None and row[follow] <= t:
+                    continue
+                if data.draw(st.booleans(), label=f"{follow}"):
                     row[follow] = data.draw(st.none() | future, label=f"new {follow}")
+                for name, values in FOLLOW_UP_VALUES.get(table, {}).items():
+                    if data.draw(st.booleans(), label=f"rewrite {name}"):
+                        row[name] = data.draw(values, label=f"new {name}")
         count = data.draw(st.integers(0, 2), label=f"new {table}")
         changed[table] += [data.draw(record(table, future, ids, 200 + i), label=table) for i in range(count)]
     # Lines of orders created after t may change too; those of earlier orders are known at t.

@@ -30,6 +30,9 @@ from features.evidence import describe, evidence_for
         ("inv_late_trend", 12.4, "paying 12 days later than usual in the last 90 days"),
         ("risk_class", "D", "risk class D"),
         ("failed_payments_90d", 2.0, "2 failed or declined payments in the last 90 days"),
+        ("deductions_365d", 2.0, "2 deductions from invoices in the last year"),
+        ("deducted_amount_365d", 1234.5, "1,234 deducted from invoices in the last year"),
+        ("sanctions_exact_match", 1.0, "name written exactly as a sanctions list entry"),
     ],
 )
 def test_describe_says_what_matters(feature, value, sentence):
@@ -42,6 +45,10 @@ def test_describe_says_what_matters(feature, value, sentence):
         ("overdue_count", 0.0),
         ("po_missing", 0.0),
         ("sanctions_name_score", 40.0),
+        # Ordinary names reach 70-84 against the full list by sharing trade words: not evidence.
+        ("sanctions_name_score", 84.0),
+        ("sanctions_exact_match", 0.0),
+        ("deductions_365d", 0.0),
         ("inventory_cover_min", 1.5),
         ("amount_zscore", 0.3),
         ("inv_late_trend", 0.2),
