@@ -12,7 +12,7 @@ export HOLDCAST_HOME ?= $(CURDIR)/.holdcast
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,celery]"
 	touch $@
 
 ## Run the whole main job through Airflow on the embedded default (DATASET=demo or dataco).
