@@ -533,33 +533,35 @@ def _read_dates(values: pd.Series, formats: list[str], timezone: str) -> tuple[p
         if fmt.lower() == "odata":
             stamps = parse_odata_dates(pending)
         else:
-            stamps = pd.to_datetime(
-                pending, format="ISO8601" if fmt.upper() == "ISO8601" else fmt, errors="coerce", utc=False
-            )
-            stamps = _to_utc(stamps, pending, fmt, timezone)
+            stamps = _parse_format(pending, "ISO8601" if fmt.upper() == "ISO8601" else fmt, timezone)
         hit = stamps.notna()
         out.loc[hit.index[hit]] = stamps[hit]
         todo.loc[hit.index[hit]] = False
     return out, todo
 
 
-def _to_utc(stamps: pd.Series, pending: pd.Series, fmt: str, timezone: str) -> pd.Series:
+def _parse_format(values: pd.Series, fmt: str, timezone: str) -> pd.Series:
+    """Parse with one format to UTC; a value with an offset keeps it, one without is in ``timezone``."""
     import pandas as pd
 
+    if timezone == "UTC":
+        return pd.to_datetime(values, format=fmt, errors="coerce", utc=True).astype("datetime64[us, UTC]")
+    try:
+        stamps = pd.to_datetime(values, format=fmt, errors="coerce")
+    except ValueError:  # offsets and naive values mixed: one value at a time
+        stamps = pd.Series([_one(v, fmt, timezone) for v in values], index=values.index, dtype=object)
+        return pd.to_datetime(stamps, utc=True).astype("datetime64[us, UTC]")
     if isinstance(stamps.dtype, pd.DatetimeTZDtype):
         return stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    if stamps.dtype == object:
-        # A mix of offsets and naive values: read each with its own offset, naive ones in ``timezone``.
-        return pd.Series(
-            [pd.NaT if pd.isna(s) else _one_utc(s, timezone) for s in stamps], index=stamps.index
-        ).astype("datetime64[us, UTC]")
     return stamps.dt.tz_localize(timezone).dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
-def _one_utc(stamp, timezone: str):
+def _one(value: str, fmt: str, timezone: str):
     import pandas as pd
 
-    ts = pd.Timestamp(stamp)
+    ts = pd.to_datetime(value, format=fmt, errors="coerce")
+    if pd.isna(ts):
+        return pd.NaT
     return (ts.tz_localize(timezone) if ts.tzinfo is None else ts).tz_convert("UTC")
 
 

@@ -47,6 +47,20 @@ def publish_canonical(as_of: datetime) -> dict[str, Any]:
     return {"as_of": warehouse.as_of_label(as_of), "rows": counts}
 
 
+def should_announce(run_type: str, announce_backfill: bool) -> tuple[bool, str]:
+    """Whether an ingest run emits the canonical-tables asset event (which rebuilds features and re-scores).
+
+    Airflow 3 emits one event per successful run, so a 90-day backfill would otherwise retrain the
+    features and re-score 90 times. A backfill announces only when asked.
+    """
+    if "backfill" in run_type.lower() and not announce_backfill:
+        return (
+            False,
+            "backfill run: canonical tables rebuilt, downstream not triggered (announce_backfill=false)",
+        )
+    return True, "announced"
+
+
 def build_features(as_of: datetime) -> dict[str, Any]:
     """Point-in-time features and labels for every order of the interval's canonical snapshot."""
     from features.build import build_order_features

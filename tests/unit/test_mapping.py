@@ -225,3 +225,15 @@ def test_missing_required_source_column_fails_and_new_columns_are_drift(tmp_path
         mapping.apply(m, "invoices", rows.astype("string"))
     mapped = mapping.apply(m, "invoices", rows.assign(amount="1", extra="x").astype("string"))
     assert mapped.drift == {"missing": [], "unexpected": ["extra"]}
+
+
+def test_dates_mixing_offsets_and_naive_values_read_each_right():
+    # A late row written by another tool carries an offset; the rest are naive (declared zone applies).
+    values = pd.Series(
+        ["2025-06-28T12:00:00+02:00", "2025-06-28 10:00:00.000000", "28.06.2025"], dtype="string"
+    )
+    for zone, naive_utc in (("UTC", "2025-06-28T10:00Z"), ("Europe/Berlin", "2025-06-28T08:00Z")):
+        fmap = mapping.FieldMap("at", "date", "at", options={"formats": ["ISO8601"], "timezone": zone})
+        out, bad = mapping.read_values(values, fmap)
+        assert out[0] == pd.Timestamp("2025-06-28T10:00Z") and out[1] == pd.Timestamp(naive_utc)
+        assert bad.tolist() == [False, False, True]

@@ -20,3 +20,20 @@ def test_logical_date_is_the_interval_of_a_scheduled_run():
 def test_a_run_with_neither_fails():
     with pytest.raises(ValueError, match="neither a logical date nor an asset event"):
         resolve_as_of(None, [{}])
+
+
+@pytest.mark.parametrize(
+    ("run_type", "asked", "announced"),
+    [
+        ("scheduled", False, True),
+        ("manual", False, True),
+        ("backfill", False, False),
+        ("backfill", True, True),
+    ],
+)
+def test_only_a_backfill_stays_quiet_unless_asked(run_type, asked, announced):
+    from include.pipeline import should_announce
+
+    go, why = should_announce(run_type, asked)
+    assert go is announced
+    assert ("announce_backfill" in why) is not announced
