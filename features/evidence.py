@@ -18,8 +18,8 @@ from include.canonical import HOLD_REASONS
 logger = logging.getLogger(__name__)
 
 SANCTIONS_SCORE_WORTH_SAYING = 85.0
-"""Name-match scores from here up are shown. Against the full SDN list, 13% of ordinary company names
-score 70 or more (they share words such as "Trading" or "Metals") and under 0.1% score 85 or more;
+"""Name-match scores from here up are shown. Against the full SDN list, 15% of ordinary company names
+score 70 or more (they share words such as "Trading" or "Metals") and about 0.2% score 85 or more;
 ``tests/unit/test_features_sanctions.py`` measures both."""
 PRICE_DEVIATION_WORTH_SAYING = 0.05
 ZSCORE_WORTH_SAYING = 2.0
