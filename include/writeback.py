@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 STATUS_TABLE = "holdcast_order_status"
 AUDIT_TABLE = "holdcast_writeback_audit"
 _WRITTEN = [c for c in DECISION_COLUMNS if c != "as_of"] + ["decided_as_of"]
+_BATCH_ROWS = 1_000
+"""Rows per upsert statement; all batches of one write-back share one transaction."""
 
 
 def _tables(metadata):
@@ -106,7 +108,9 @@ def _write_once(engine, status, audit, records, *, dry_run: bool) -> dict[str, i
         }
         if dry_run or not changed:
             return counts
-        conn.execute(_upsert(engine.dialect.name, status), [r for r, _ in changed])
+        upsert = _upsert(engine.dialect.name, status)
+        for start in range(0, len(changed), _BATCH_ROWS):
+            conn.execute(upsert, [r for r, _ in changed[start : start + _BATCH_ROWS]])
         conn.execute(
             audit.insert(),
             [
