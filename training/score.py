@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from training.errors import FeatureMismatchError, NoChampionError
+from training.errors import FeatureMismatchError, ModelSignatureError, NoChampionError
 
 logger = logging.getLogger(__name__)
 
@@ -79,29 +79,75 @@ def load_champion(model_name: str, tracking_uri: str) -> tuple[Any, str]:
     return model, version
 
 
-def input_columns(model) -> list[str]:
-    """The feature columns a model expects: from a pyfunc's input schema or a HoldRiskModel itself."""
+def input_kinds(model) -> dict[str, str]:
+    """Feature column -> ``string`` or ``double``, in the model's order: from a pyfunc's input schema
+    or a HoldRiskModel itself.
+
+    Raises:
+        ModelSignatureError: a pyfunc logged without an input signature.
+    """
     if hasattr(model, "feature_columns"):
-        return list(model.feature_columns)
+        categorical = set(model.categorical)
+        return {c: "string" if c in categorical else "double" for c in model.feature_columns}
     schema = model.metadata.get_input_schema()
-    if schema is None:
-        raise ValueError("the model was logged without a signature: its feature columns are unknown")
-    return list(schema.input_names())
+    if schema is None or not schema.has_input_names():
+        source = getattr(model.metadata, "model_uri", None) or "the model"
+        raise ModelSignatureError(source)
+    return {spec.name: getattr(spec.type, "name", str(spec.type)) for spec in schema.inputs}
+
+
+def input_columns(model) -> list[str]:
+    """The feature columns a model expects, in its order (see :func:`input_kinds`)."""
+    return list(input_kinds(model))
+
+
+def _type_problem(values: pd.Series, kind: str) -> str | None:
+    """Why ``values`` cannot be read as a model input of ``kind``, or None when they can.
+
+    Numbers where the model expects a category would be looked up as text ("3.0") and silently scored
+    as unseen; text where it expects a number cannot be converted. Both are refused. A column with no
+    value at all is fine either way: it reads as missing.
+    """
+    if values.isna().all():
+        return None
+    dtype = values.dtype
+    if kind == "string":
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            return f"model expects text categories, frame has {dtype}"
+        return None
+    if kind == "double":
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            return None
+        try:
+            values.to_numpy(dtype="float64", na_value=float("nan"))
+        except (TypeError, ValueError):
+            return f"model expects numbers, frame has {dtype} holding text"
+    return None
 
 
 def check_features(model, features: pd.DataFrame) -> list[str]:
-    """Check that ``features`` has exactly the model's input columns; return them in the model's order.
+    """Check that ``features`` has exactly the model's input columns, of readable types.
+
+    Returns:
+        The model's columns in the model's order: scoring takes columns by name, never by position.
 
     Raises:
-        FeatureMismatchError: naming the columns the model needs but the frame lacks, and the columns
-            the frame has but the model was not trained on.
+        FeatureMismatchError: naming the columns the model needs but the frame lacks, the columns
+            the frame has but the model was not trained on, and the columns whose values cannot be
+            read as the model's input type.
+        ModelSignatureError: the model carries no input signature to check against.
     """
-    expected = input_columns(model)
-    missing = [c for c in expected if c not in features.columns]
-    extra = [c for c in features.columns if c not in set(expected)]
-    if missing or extra:
-        raise FeatureMismatchError(missing=missing, extra=extra)
-    return expected
+    kinds = input_kinds(model)
+    missing = [c for c in kinds if c not in features.columns]
+    extra = [c for c in features.columns if c not in kinds]
+    wrong = {
+        c: problem
+        for c, kind in kinds.items()
+        if c in features.columns and (problem := _type_problem(features[c], kind)) is not None
+    }
+    if missing or extra or wrong:
+        raise FeatureMismatchError(missing=missing, extra=extra, wrong_type=wrong)
+    return list(kinds)
 
 
 def conform_to_schema(model, features: pd.DataFrame) -> pd.DataFrame:

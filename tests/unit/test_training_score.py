@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.errors import FeatureMismatchError, NoChampionError
+from training.errors import FeatureMismatchError, ModelSignatureError, NoChampionError
 from training.score import check_features, conform_to_schema, score
 from training.synthetic import make_orders
 from training.train import train
@@ -27,12 +27,13 @@ def model(data):
 class _PyfuncStub:
     """Just enough of a loaded pyfunc for schema-driven code: metadata with the model's signature."""
 
-    def __init__(self, model):
+    def __init__(self, model, *, with_signature: bool = True):
         signature = model.signature()
+        inputs = signature.inputs if with_signature else None
         self.metadata = type(
             "Meta",
             (),
-            {"get_input_schema": lambda _: signature.inputs, "get_params_schema": lambda _: signature.params},
+            {"get_input_schema": lambda _: inputs, "get_params_schema": lambda _: signature.params},
         )()
         self._model = model
         self.seen: pd.DataFrame | None = None
@@ -92,3 +93,49 @@ def test_no_champion_message_tells_how_to_fix():
     message = str(NoChampionError("holdcast_hold_risk"))
     assert "no model version carries alias 'champion' for 'holdcast_hold_risk'" in message
     assert "Models -> holdcast_hold_risk -> version -> Add alias `champion`" in message
+
+
+@pytest.mark.parametrize("wrap", [lambda m: m, _PyfuncStub], ids=["in_memory", "pyfunc"])
+def test_shuffled_columns_score_identically(model, data, wrap):
+    frame = data.features.head(200)
+    shuffled = frame[list(np.random.default_rng(3).permutation(frame.columns))]
+    assert list(shuffled.columns) != list(frame.columns)
+
+    expected = score(wrap(model), frame)
+    pd.testing.assert_frame_equal(score(wrap(model), shuffled), expected, check_exact=True)
+
+
+@pytest.mark.parametrize("wrap", [lambda m: m, _PyfuncStub], ids=["in_memory", "pyfunc"])
+def test_numbers_in_a_categorical_column_are_refused_not_scored_as_unseen(model, data, wrap):
+    # A categorical re-encoded as numbers upstream would otherwise become "1.0", an unseen category.
+    frame = data.features.head(20).assign(country=lambda f: f["country"].factorize()[0].astype(float))
+    with pytest.raises(FeatureMismatchError) as info:
+        score(wrap(model), frame)
+    assert list(info.value.wrong_type) == ["country"]
+    assert (
+        "feature column(s) of the wrong type: country (model expects text categories, frame has float64)"
+        in str(info.value)
+    )
+    assert "Rebuild the features with the feature code the model was trained with" in str(info.value)
+
+
+def test_text_in_a_numeric_column_is_refused_before_scoring(model, data):
+    frame = data.features.head(5).astype({"noise": object})
+    frame.iloc[2, frame.columns.get_loc("noise")] = "n/a"
+    with pytest.raises(
+        FeatureMismatchError, match=r"noise \(model expects numbers, frame has object holding text\)"
+    ):
+        score(_PyfuncStub(model), frame)
+
+
+def test_a_column_without_any_value_reads_as_missing_whatever_its_dtype(model, data):
+    frame = data.features.head(20)
+    empty = frame.assign(country=np.nan)
+    expected = model.predict_frame(frame.assign(country=pd.array([pd.NA] * 20, dtype="string")))
+    pd.testing.assert_frame_equal(score(model, empty), expected.rename_axis("order_id"))
+
+
+def test_a_model_without_signature_is_refused_with_the_fix(model, data):
+    with pytest.raises(ModelSignatureError, match="logged without an input signature") as info:
+        score(_PyfuncStub(model, with_signature=False), data.features.head(3))
+    assert "Move the `champion` alias to a version registered by holdcast's training" in str(info.value)
