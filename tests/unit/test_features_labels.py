@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.labels import LABEL_COLUMNS, LabelInputError, build_labels
 from include.canonical import HOLD_REASONS, TABLES, UNSPECIFIED_REASON, coerce
@@ -121,3 +123,42 @@ def test_repeated_order_ids_and_missing_columns_raise():
         build_labels(frame("orders", [order("a"), order("a")]), frame("holds", []), "2024-06-01", HORIZON)
     with pytest.raises(LabelInputError, match="'holds' lacks"):
         build_labels(frame("orders", [order("a")]), pd.DataFrame({"order_id": []}), "2024-06-01", HORIZON)
+
+
+HOURS = st.integers(0, 24 * 60)
+REASONS = st.sampled_from([*HOLD_REASONS, UNSPECIFIED_REASON, "not_a_code"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    created=st.lists(HOURS, min_size=1, max_size=6),
+    placed=st.lists(st.tuples(st.integers(0, 5), st.integers(-48, 24 * 30), REASONS), max_size=12),
+    horizon=st.integers(1, 30),
+    as_of=HOURS,
+)
+def test_labels_are_exactly_the_holds_placed_within_the_window(created, placed, horizon, as_of):
+    """Against the definition: created_at <= placed_at <= created_at + horizon and placed_at <= as_of."""
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    hour = pd.Timedelta(hours=1)
+    orders = frame("orders", [order(f"O{i}", start + h * hour) for i, h in enumerate(created)])
+    holds_rows = [
+        hold(f"O{i % len(created)}", reason, start + (created[i % len(created)] + offset) * hour)
+        for i, offset, reason in placed
+    ]
+    cutoff = start + as_of * hour
+
+    labels = build_labels(orders, frame("holds", holds_rows), as_of=cutoff, horizon_days=horizon)
+
+    window = pd.Timedelta(days=horizon)
+    for i, h in enumerate(created):
+        at = start + h * hour
+        known = [
+            r["reason"]
+            for r in holds_rows
+            if r["order_id"] == f"O{i}" and at <= r["placed_at"] <= at + window and r["placed_at"] <= cutoff
+        ]
+        row = labels.loc[f"O{i}"]
+        assert row["label_any"] == int(bool(known))
+        for reason in HOLD_REASONS:
+            assert row[f"label_{reason}"] == int(reason in known)
+        assert row["complete"] == (at + window <= cutoff)
