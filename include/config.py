@@ -103,6 +103,12 @@ HOLDCAST_DROP_DIR = Setting(
     lambda: str(dataset_home() / "drops"),
     "Folder where bureau, CRM and sanctions file extracts arrive.",
 )
+HOLDCAST_GX_DIR = Setting(
+    "HOLDCAST_GX_DIR",
+    Path,
+    lambda: str(dataset_home() / "gx"),
+    "Great Expectations project: suites, each run's validation results and the data docs site.",
+)
 HOLDCAST_MAPPINGS_DIR = Setting(
     "HOLDCAST_MAPPINGS_DIR",
     Path,
@@ -190,6 +196,7 @@ ALL_SETTINGS: tuple[Setting, ...] = (
     HOLDCAST_LAKE_DIR,
     HOLDCAST_DROP_DIR,
     HOLDCAST_MAPPINGS_DIR,
+    HOLDCAST_GX_DIR,
     HOLDCAST_ERP_CONN_ID,
     HOLDCAST_MODEL_NAME,
     MLFLOW_TRACKING_URI,

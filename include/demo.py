@@ -139,6 +139,8 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     from mlflow import MlflowClient
     from sqlalchemy import create_engine
 
+    from include.validation import data_docs_index
+
     os.environ.update({"HOLDCAST_HOME": str(home), "HOLDCAST_DATASET": dataset})
     warehouse_url = config.HOLDCAST_WAREHOUSE_URL.get()
     with create_engine(warehouse_url).connect() as conn:
@@ -195,6 +197,8 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
     if "oracle_pr_auc" in metrics and metrics.get("oracle_pr_auc"):
         ratio = metrics["any_pr_auc"] / metrics["oracle_pr_auc"]
         lines.append(f"  {'PR-AUC model / oracle':<28}{ratio:.3f}")
+    reports = config.HOLDCAST_LAKE_DIR.get() / "reports" / "validation" / f"as_of={as_of[:10]}"
+    data_docs = data_docs_index(config.HOLDCAST_GX_DIR.get())
     lines.append(f"  rows quarantined            {int(quarantine['n'].sum())}")
     for row in quarantine.sort_values("n", ascending=False).head(5).itertuples():
         lines.append(f"    {row.table_name}: {row.rules}  {row.n}")
@@ -202,6 +206,8 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
         f"  ERP status table            {statuses} orders in holdcast_order_status of {erp_db}"
         f" ({changed} written for this interval, the rest unchanged since)",
         f"  decisions and quarantine    {warehouse_url}",
+        f"  validation reports          {reports}",
+        f"  data docs (open in browser) {data_docs}",
         f"  Airflow logs                {home / 'airflow' / 'logs'}",
         f"  MLflow store                {config.MLFLOW_TRACKING_URI.get()}",
         f"  open the MLflow UI with     {_mlflow_ui_command(home)}   (then http://127.0.0.1:5000)",

@@ -167,7 +167,9 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
         warehouse.write_parquet(
             mapped.raw, warehouse.lake_path("raw", name, table, f"as_of={label}", "part.parquet")
         )
-        previous = _previous_rows(name, table, label)
+        previous = _previous_report(name, table, label) or {}
+        schema = _source_schema(mapped.raw)
+        mapped.drift["retyped"] = _retyped(previous.get("source_schema", {}), schema)
         try:
             outcome = validation.validate(
                 table,
@@ -180,7 +182,8 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
                 raw_rows=mapped.raw,
                 row_numbers=mapped.source_rows,
                 drift=mapped.drift,
-                table_rules=_table_rules(source, table, as_of, previous, keys),
+                table_rules=_table_rules(source, table, as_of, previous.get("rows_in"), keys),
+                gx_dir=config.HOLDCAST_GX_DIR.get(),
             )
         except validation.ValidationFailed as err:
             # The failed batch's bad rows are kept too, so they can be queried, not only counted.
@@ -189,7 +192,10 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
                     "quarantine", err.quarantine, where={"source": name, "batch": label, "table_name": table}
                 )
             err.report.update(
-                rows_after_interval=later, mapping=str(source.path.name), explain=mapped.explain
+                rows_after_interval=later,
+                mapping=str(source.path.name),
+                explain=mapped.explain,
+                source_schema=schema,
             )
             reports.append(err.report)
             path = _write_report(name, label, reports)
@@ -202,7 +208,10 @@ def ingest_source(name: str, as_of: datetime, *, dataset: str | None = None) -> 
             "quarantine", outcome.quarantine, where={"source": name, "batch": label, "table_name": table}
         )
         outcome.report.update(
-            rows_after_interval=later, mapping=str(source.path.name), explain=mapped.explain
+            rows_after_interval=later,
+            mapping=str(source.path.name),
+            explain=mapped.explain,
+            source_schema=schema,
         )
         reports.append(outcome.report)
         summary["tables"][table] = {
@@ -239,15 +248,40 @@ def _table_rules(
     return rules
 
 
-def _previous_rows(source: str, table: str, label: str) -> int | None:
-    """Rows the latest earlier interval's batch of this source and table held (from its report)."""
+def _previous_report(source: str, table: str, label: str) -> dict | None:
+    """The report of this source and table from the latest earlier interval, if any."""
     root = warehouse.lake_path("reports", "validation")
     earlier = sorted(p for p in root.glob(f"as_of=*/{source}.json") if p.parent.name < f"as_of={label}")
     for path in reversed(earlier):
         for report in json.loads(path.read_text()):
             if report.get("table") == table and "rows_in" in report:
-                return int(report["rows_in"])
+                return report
     return None
+
+
+def _source_schema(raw: pd.DataFrame) -> dict[str, str]:
+    """What each source column holds: ``number`` when every value reads as one, ``text``, or ``empty``."""
+    import pandas as pd
+
+    schema = {}
+    for col in raw.columns:
+        values = raw[col].dropna().str.strip()
+        values = values[values != ""]
+        if values.empty:
+            schema[col] = "empty"
+        else:
+            numbers = pd.to_numeric(values.str.replace(",", "", regex=False), errors="coerce")
+            schema[col] = "number" if numbers.notna().all() else "text"
+    return schema
+
+
+def _retyped(before: dict[str, str], now: dict[str, str]) -> list[str]:
+    """Source columns whose kind changed since the previous interval (an empty column has no kind)."""
+    return sorted(
+        f"{col}: {before[col]} -> {kind}"
+        for col, kind in now.items()
+        if col in before and "empty" not in (before[col], kind) and before[col] != kind
+    )
 
 
 def _write_report(source: str, label: str, reports: list[dict]) -> Path:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include import canonical
@@ -92,6 +95,7 @@ def validate(
     row_numbers: list[int] | None = None,
     drift: dict[str, list[str]] | None = None,
     table_rules: dict[str, Any] | None = None,
+    gx_dir: Path | None = None,
 ) -> Outcome:
     """Validate a raw batch of ``table`` from ``source``.
 
@@ -110,6 +114,8 @@ def validate(
         table_rules: rules that need more than the batch: ``references`` = [(column, parent table,
             parent keys)] (row-level: orphans are quarantined), and the table-level ``freshness`` =
             (time column, interval end, max age in days) and ``min_rows`` (from the previous batch).
+        gx_dir: a Great Expectations project folder to keep suites, validation results and data docs
+            in (created on first use); default: an in-memory context that keeps nothing.
 
     Returns:
         The typed good rows, the quarantined rows with their rules, and a report.
@@ -176,7 +182,13 @@ def validate(
     candidates = parsed[~parsed.index.isin(list(rules))]
     table_failures: list[str] = []
     if len(candidates):
-        found, table_failures = _run_suite(table, candidates, table_rules or {})
+        for row, rule in _orphans(candidates, (table_rules or {}).get("references", ())):
+            rules.setdefault(row, []).append(rule)
+        candidates = parsed[~parsed.index.isin(list(rules))]
+    if len(candidates):
+        found, table_failures, docs = _run_suite(table, candidates, table_rules or {}, source, batch, gx_dir)
+        if docs:
+            report["gx"] = docs
         for row, rule in found:
             rules.setdefault(row, []).append(rule)
     elif not allow_empty:
@@ -292,13 +304,6 @@ def _table_expectations(table_rules: dict[str, Any]) -> list[Any]:
     import great_expectations as gx
 
     exps: list[Any] = []
-    for column, parent, keys in table_rules.get("references", ()):
-        # Row-level: an orphan row is quarantined, the rest of the batch goes on.
-        exps.append(
-            gx.expectations.ExpectColumnValuesToBeInSet(
-                column=column, value_set=sorted(keys), meta={"row_rule": f"ref_integrity:{column}->{parent}"}
-            )
-        )
     if "freshness" in table_rules:
         column, as_of, days = table_rules["freshness"]
         exps.append(
@@ -317,39 +322,113 @@ def _table_expectations(table_rules: dict[str, Any]) -> list[Any]:
     return exps
 
 
-def _run_suite(
-    table: str, frame: pd.DataFrame, table_rules: dict[str, Any]
-) -> tuple[list[tuple[int, str]], list[str]]:
-    """Run the table's Great Expectations suite.
+def _orphans(frame: pd.DataFrame, references) -> list[tuple[int, str]]:
+    """(row, rule) for each row whose reference names no parent the source delivered."""
+    found = []
+    for column, parent, keys in references:
+        values = frame[column]
+        orphan = values.notna() & ~values.isin(list(keys))
+        found += [(int(row), f"ref_integrity:{column}->{parent}") for row in frame.index[orphan]]
+    return found
 
-    Returns:
-        (row, rule) for every unexpected row, and a description of every table-level rule that broke.
+
+@contextmanager
+def _gx_project(gx_dir: Path | None) -> Iterator[Any]:
+    """A Great Expectations context: a file project in ``gx_dir`` (get or create), else in memory.
+
+    Mapped ingest tasks may validate at the same moment on one machine; a lock on the project keeps
+    them from rewriting its configuration together.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_def = (
-        context.data_sources.add_or_update_pandas(f"holdcast_{table}")
-        .add_dataframe_asset(table)
-        .add_batch_definition_whole_dataframe("whole")
-    )
-    suite = context.suites.add_or_update(
-        gx.ExpectationSuite(
-            name=f"{table}_rows", expectations=_expectations(table) + _table_expectations(table_rules)
-        )
-    )
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{table}_rows", data=batch_def, suite=suite)
-    )
+    if gx_dir is None:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        yield context
+        return
+    import fcntl
+
+    gx_dir.mkdir(parents=True, exist_ok=True)
+    with (gx_dir / ".holdcast.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            yield context
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def data_docs_index(gx_dir: Path) -> Path:
+    """The front page of the project's data docs site: every run's validation results, per source table."""
+    return gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _run_suite(
+    table: str,
+    frame: pd.DataFrame,
+    table_rules: dict[str, Any],
+    source: str,
+    batch: str,
+    gx_dir: Path | None,
+) -> tuple[list[tuple[int, str]], list[str], dict[str, str]]:
+    """Run the source table's Great Expectations suite through a checkpoint.
+
+    Everything is get-or-create (data source, asset, suite, validation definition, checkpoint), so a
+    retry or a backfill finds what the first run made. With a project folder, each run's validation
+    result is stored under the batch's name and the data docs site is updated.
+
+    Returns:
+        (row, rule) for every unexpected row, a description of every table-level rule that broke, and
+        where the data docs are (empty in memory).
+    """
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    name = f"{source}__{table}"
     # GX's pandas engine treats <NA> in object columns unreliably; give it plain object/None values.
     plain = frame.astype(object).where(frame.notna(), None)
-    result = definition.run(
-        batch_parameters={"dataframe": plain},
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
-    )
+    with _gx_project(gx_dir) as context:
+        data_source = context.data_sources.add_or_update_pandas("holdcast")
+        try:
+            asset = data_source.get_asset(name)
+        except LookupError:
+            asset = data_source.add_dataframe_asset(name)
+        try:
+            batch_def = asset.get_batch_definition("whole")
+        except (KeyError, LookupError):
+            batch_def = asset.add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add_or_update(
+            gx.ExpectationSuite(
+                name=name, expectations=_expectations(table) + _table_expectations(table_rules)
+            )
+        )
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch_def, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="data_docs")] if gx_dir is not None else [],
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": plain}, run_id=RunIdentifier(run_name=batch))
+    (result_id, result), *_ = outcome.run_results.items()
+    docs = {}
+    if gx_dir is not None:
+        docs = {
+            "data_docs": str(data_docs_index(gx_dir)),
+            "validation_result": str(
+                gx_dir.joinpath("gx", "uncommitted", "validations", *result_id.to_tuple()).with_suffix(
+                    ".json"
+                )
+            ),
+        }
     found: list[tuple[int, str]] = []
     table_failures: list[str] = []
     for res in result.results:
@@ -361,7 +440,7 @@ def _run_suite(
             table_failures.append(f"{cfg.meta['rule']}: {cfg.type}({_kwargs(cfg)}), observed {observed}")
             continue
         target = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')}>={cfg.kwargs.get('column_B')}"
-        rule = (cfg.meta or {}).get("row_rule") or f"{cfg.type}:{target}"
+        rule = f"{cfg.type}:{target}"
         if res.exception_info and res.exception_info.get("raised_exception"):
             raise ValidationFailed(
                 f"table {table!r}: expectation {rule} could not run: "
@@ -370,7 +449,7 @@ def _run_suite(
             )
         for item in res.result.get("unexpected_index_list") or []:
             found.append((int(item[ROW]), rule))
-    return found, table_failures
+    return found, table_failures, docs
 
 
 def _kwargs(cfg: Any) -> str:

@@ -180,7 +180,7 @@ def test_source_drift_is_in_the_log_and_the_report(ledger, caplog):
         summary = ingest.ingest_source("ledger", AS_OF, dataset="t")
     report = json.loads(open(summary["report"]).read())
     invoices = next(r for r in report if r["table"] == "invoices")
-    assert invoices["drift"]["source"] == {"missing": ["cur"], "unexpected": ["region"]}
+    assert invoices["drift"]["source"] == {"missing": ["cur"], "unexpected": ["region"], "retyped": []}
     assert "Schema drift in ledger/invoices" in caplog.text and "region" in caplog.text
 
 
@@ -190,3 +190,35 @@ def test_a_missing_required_source_column_fails_naming_it(ledger):
     pd.read_csv(path, dtype="string").drop(columns=["amount"]).to_csv(path, index=False)
     with pytest.raises(validation.SchemaError, match=r"ledger\.yaml.*'invoices'.*\['amount'\] missing"):
         ingest.ingest_source("ledger", AS_OF, dataset="t")
+
+
+def test_each_run_keeps_its_validation_result_and_data_docs(ledger):
+    ledger([_row(0), _row(1, amount="abc")])
+    for day in (AS_OF - timedelta(days=1), AS_OF, AS_OF):  # the last one a retry of the same interval
+        summary = ingest.ingest_source("ledger", day, dataset="t")
+    report = json.loads(open(summary["report"]).read())
+    invoices = next(r for r in report if r["table"] == "invoices")
+    result = json.loads(open(invoices["gx"]["validation_result"]).read())
+    assert result["meta"]["run_id"]["run_name"] == "2025-06-30"
+    assert result["suite_name"] == "ledger__invoices"
+    site = config.HOLDCAST_GX_DIR.get() / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert invoices["gx"]["data_docs"] == str(site / "index.html")
+    pages = sorted(p.relative_to(site).parts[2] for p in site.glob("validations/ledger__invoices/*/*/*.html"))
+    assert pages == ["2025-06-29", "2025-06-30"]  # one page per interval; the retry replaced its own
+    # The suites live in the project as JSON a data engineer can read.
+    suite = json.loads(
+        (config.HOLDCAST_GX_DIR.get() / "gx" / "expectations" / "ledger__invoices.json").read_text()
+    )
+    assert {e["type"] for e in suite["expectations"]} >= {"expect_column_values_to_not_be_null"}
+
+
+def test_a_retyped_source_column_is_reported_against_the_previous_run(ledger, caplog):
+    ledger([_row(0), _row(1)])
+    ingest.ingest_source("ledger", AS_OF - timedelta(days=1), dataset="t")
+    ledger([_row(0, cust_name="4711"), _row(1, cust_name="4712")])  # names became numbers
+    with caplog.at_level(logging.WARNING, logger="include.validation"):
+        summary = ingest.ingest_source("ledger", AS_OF, dataset="t")
+    report = {r["table"]: r for r in json.loads(open(summary["report"]).read())}
+    assert report["customers"]["drift"]["source"]["retyped"] == ["cust_name: text -> number"]
+    assert report["invoices"]["source_schema"]["amount"] == "number"
+    assert "cust_name: text -> number" in caplog.text

@@ -237,3 +237,39 @@ def test_dates_mixing_offsets_and_naive_values_read_each_right():
         out, bad = mapping.read_values(values, fmap)
         assert out[0] == pd.Timestamp("2025-06-28T10:00Z") and out[1] == pd.Timestamp(naive_utc)
         assert bad.tolist() == [False, False, True]
+
+
+DATACO_LINES = """
+source: dataco_lines
+read: {format: csv, encodings: [utf-8-sig, latin-1]}
+date_formats: ["%m/%d/%Y %H:%M", "%m/%d/%y %H:%M"]
+tables:
+  orders:
+    fields:
+      order_id: {column: Order Id, type: id}
+      customer_id: {column: Order Customer Id, type: id}
+      created_at: {column: order date (DateOrders), type: date}
+      amount: {column: Sales, type: decimal}
+      ship_to_postcode: {column: Order Zipcode, type: id}
+      ship_to_country: {column: Customer Country, type: text}
+      segment: {column: Order Region, type: text}
+      status: {column: Order Status, type: code, codes: {ON_HOLD: closed}, unknown: keep}
+"""
+
+
+def test_a_generic_csv_mapping_reads_the_dataco_case_file_right(tmp_path):
+    # The DataCo reader has its own tests; the same kind of file through a plain mapping reads the same.
+    path = tmp_path / "lines.yaml"
+    path.write_text(DATACO_LINES)
+    m = mapping.load(path)
+    rows = mapping.read_rows(m, path=FIXTURES / "dataco_latin1_2digit_years.csv")
+    mapped = mapping.apply(m, "orders", rows)
+    orders = mapped.frame.set_index("order_id")
+    assert mapped.rules == {}
+    assert orders.loc["77202", "created_at"] == datetime(2018, 1, 31, 22, 56, tzinfo=UTC)  # M/D/YY
+    assert orders.loc["75939", "created_at"] == datetime(2017, 12, 1, 7, 5, tzinfo=UTC)  # M/D/YYYY
+    assert orders.loc["75939", "ship_to_country"] == "México"  # latin-1, decided for the whole file
+    assert orders.loc["77202", "segment"] == "West of USA"
+    assert orders.loc["2431", "ship_to_postcode"] == "725" and pd.isna(
+        orders.loc["77202", "ship_to_postcode"]
+    )
