@@ -7,7 +7,7 @@ where each canonical column comes from and how its values are read::
     source: receivables                # the source's name: quarantine rows and reports carry it
     datasets: [receivables]            # which HOLDCAST_DATASET runs read it (optional)
     read:
-      format: csv                      # csv | parquet | sql | odata_json | ofac_sdn | dataco
+      format: csv                      # csv | parquet | sql | odata_json | sap_odata | ofac_sdn | dataco
       path: receivables/*.csv          # under HOLDCAST_DROP_DIR; a glob reads every match
       encodings: [utf-8-sig, latin-1]  # tried in order for the whole file, never per row
       separator: ","
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
-FORMATS = ("csv", "parquet", "sql", "odata_json", "ofac_sdn", "dataco")
+FORMATS = ("csv", "parquet", "sql", "odata_json", "sap_odata", "ofac_sdn", "dataco")
 FIELD_TYPES = ("text", "id", "decimal", "int", "date", "bool", "code")
 _FIELD_KEYS = {
     "column",
@@ -613,7 +613,7 @@ def _read_file(mapping: Mapping, path: Path) -> pd.DataFrame:
     fmt = mapping.format
     if fmt == "parquet":
         return pd.read_parquet(path).astype("string")
-    if fmt == "odata_json":
+    if fmt in ("odata_json", "sap_odata"):
         return read_odata_page(path)
     if fmt != "csv":
         raise MappingError(f"{mapping.path}: read.format {fmt!r} is not a file format read by rows")

@@ -271,7 +271,11 @@ def _read_truth():
 
 
 def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, Any]:
-    """Score the interval's open orders with ``@champion``, decide by policy and write back to the ERP."""
+    """Score the interval's open orders with ``@champion``, decide by policy and write back to the ERP.
+
+    The ERP is the SQL database of ``HOLDCAST_ERP_CONN_ID`` or, with ``HOLDCAST_WRITEBACK_TARGET=sap``,
+    SAP S/4HANA through ``HOLDCAST_SAP_CONN_ID`` (see :mod:`include.sap.writeback`).
+    """
     from features.build import FEATURE_COLUMNS
     from include.decisions import decide, load_policy
     from include.hooks import ErpSqlHook
@@ -299,9 +303,14 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
         as_of=label,
     )
     warehouse.replace_rows("decisions", decisions, where={"as_of": label})
-    counts = write_back(
-        ErpSqlHook(config.HOLDCAST_ERP_CONN_ID.get()).get_engine(), decisions, dry_run=dry_run
-    )
+    if config.HOLDCAST_WRITEBACK_TARGET.get() == "sap":
+        from include.sap.writeback import write_back_to_sap
+
+        counts = write_back_to_sap(decisions, dry_run=dry_run, run_id=f"score-{label}")
+    else:
+        counts = write_back(
+            ErpSqlHook(config.HOLDCAST_ERP_CONN_ID.get()).get_engine(), decisions, dry_run=dry_run
+        )
     at_risk = decisions[decisions["at_risk"]]
     by_reason: dict[str, int] = {}
     for reasons in at_risk["reasons"]:
