@@ -3,7 +3,7 @@
 Each setting is an environment variable with a type, a default and one line of documentation. A bad
 value raises :class:`SettingError` naming the variable, so a misconfigured deployment fails at the
 first task instead of deep inside a computation. Secrets never live here: they come from Airflow
-connections (``AIRFLOW_CONN_*``), see ``.env_example``.
+connections (``AIRFLOW_CONN_*``), see ``.env.example``.
 
 All paths default to folders under ``HOLDCAST_HOME`` (``<project>/.holdcast``), which git ignores.
 """

@@ -21,17 +21,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from airflow_cluster import Cluster, free_port, healthy, read, serialized, wait_for, wait_for_runs
 from sqlalchemy import create_engine, text
 
 from include import demo
@@ -46,100 +42,6 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
 WORKERS = ("worker-a", "worker-b")
 SITE_DIR = Path(__file__).parent / "celery_site"
-STAGE_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _read(url: str, query: str) -> pd.DataFrame:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql(text(query), conn)
-    finally:
-        engine.dispose()
-
-
-@dataclass
-class Cluster:
-    """The Airflow processes of one distributed run, each in its own process group."""
-
-    env: dict[str, str]
-    log_dir: Path
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str, args: list[str], **extra_env: str) -> None:
-        log = (self.log_dir / f"{name}.log").open("w")
-        self.procs[name] = subprocess.Popen(
-            [demo.airflow_executable(), *args],
-            env={**self.env, **extra_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-
-    def airflow(self, *args: str) -> str:
-        proc = subprocess.run(
-            [demo.airflow_executable(), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 40) -> str:
-        path = self.log_dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def stop(self) -> None:
-        """SIGTERM every process group, then SIGKILL whatever is still there after a grace period."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for proc in self.procs.values():
-            # Children (task supervisors, API server workers) may outlive their leader: kill the group.
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_for(what: str, check, cluster: Cluster, timeout: float = STAGE_TIMEOUT_S, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cluster.check_alive()
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    details = "\n".join(f"--- {name}\n{cluster.tail(name, 15)}" for name in cluster.procs)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{details}")
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +114,7 @@ def distributed_run(world, databases, broker):
     """The chain through the scheduler on two Celery workers; yields the home and the metadata URL."""
     root, _, home = world
     broker_url, queue = broker
-    api_port = _free_port()
+    api_port = free_port()
     airflow_home = home / "airflow"
     airflow_home.mkdir(parents=True)
     env = demo.environment(home, "demo")
@@ -252,26 +154,26 @@ def distributed_run(world, databases, broker):
                 name,
                 ["celery", "worker", "-H", f"{name}@%h", "-q", queue, "--without-mingle", "--without-gossip"],
                 HOLDCAST_TEST_WORKER=name,
-                AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
+                AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
             )
         meta = databases["metadata"]
-        _wait_for("the API server", lambda: _healthy(api_port), cluster)
+        wait_for("the API server", lambda: healthy(api_port), cluster)
         for name in WORKERS:
-            _wait_for(f"Celery {name}", lambda n=name: " ready." in cluster.tail(n, 200), cluster)
-        _wait_for("the four DAGs to be parsed", lambda: _serialized(meta) >= set(demo.DAG_CHAIN), cluster)
+            wait_for(f"Celery {name}", lambda n=name: " ready." in cluster.tail(n, 200), cluster)
+        wait_for("the four DAGs to be parsed", lambda: serialized(meta) >= set(demo.DAG_CHAIN), cluster)
         timings["cluster up"] = time.monotonic() - started
 
         first = "^holdcast_(ingest|features|train)$"
         cluster.airflow("dags", "unpause", "--treat-dag-id-as-regex", "-y", first)
         cluster.airflow("dags", "trigger", "holdcast_ingest", "-l", LOGICAL_DATE)
-        _wait_for_runs(cluster, meta, "holdcast_features", 1)
+        wait_for_runs(cluster, meta, "holdcast_features", 1)
         timings["ingest + features"] = time.monotonic() - started
         cluster.airflow("dags", "trigger", "holdcast_train", "-l", LOGICAL_DATE)
-        _wait_for_runs(cluster, meta, "holdcast_train", 1)
+        wait_for_runs(cluster, meta, "holdcast_train", 1)
         timings["train"] = time.monotonic() - started
         cluster.airflow("dags", "unpause", "holdcast_score")
         cluster.airflow("dags", "trigger", "holdcast_features", "-l", LOGICAL_DATE)
-        _wait_for_runs(cluster, meta, "holdcast_score", 1)
+        wait_for_runs(cluster, meta, "holdcast_score", 1)
         timings["features + score"] = time.monotonic() - started
         print("distributed run, s since start: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
         yield {"home": home, "metadata": meta, "warehouse": databases["warehouse"]}
@@ -279,50 +181,9 @@ def distributed_run(world, databases, broker):
         cluster.stop()
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def _serialized(meta: str) -> set[str]:
-    """The DAGs the DAG processor has written; a DAG file that fails to import fails the test at once."""
-    errors = _read(meta, "SELECT filename, stacktrace FROM import_error")
-    if len(errors):
-        raise AssertionError("DAG import errors:\n" + "\n".join(errors["stacktrace"].str[-2000:]))
-    return set(_read(meta, "SELECT dag_id FROM serialized_dag")["dag_id"])
-
-
-def _wait_for_runs(cluster: Cluster, meta: str, dag_id: str, count: int) -> None:
-    """Wait until ``dag_id`` has ``count`` successful runs; a failed run fails at once with its task's log."""
-
-    def done() -> bool:
-        runs = _read(meta, f"SELECT run_id, state FROM dag_run WHERE dag_id = '{dag_id}'")
-        failed = _read(
-            meta, "SELECT dag_id, run_id, task_id, map_index FROM task_instance WHERE state = 'failed'"
-        )
-        if len(failed):
-            raise AssertionError(f"task instances failed:\n{failed}\n{_task_logs(cluster, failed)}")
-        return int((runs["state"] == "success").sum()) >= count
-
-    _wait_for(f"{count} successful run(s) of {dag_id}", done, cluster)
-
-
-def _task_logs(cluster: Cluster, failed: pd.DataFrame) -> str:
-    logs = Path(cluster.env["AIRFLOW_HOME"]) / "logs"
-    out = []
-    for row in failed.itertuples():
-        pattern = f"dag_id={row.dag_id}/run_id={row.run_id}/task_id={row.task_id}/**/*.log"
-        for path in sorted(logs.glob(pattern)):
-            out.append(f"--- {path.relative_to(logs)}\n" + "\n".join(path.read_text().splitlines()[-25:]))
-    return "\n".join(out) or "(no task log found)"
-
-
 def test_tasks_ran_on_both_workers(distributed_run):
     meta = distributed_run["metadata"]
-    tis = _read(meta, "SELECT dag_id, task_id, map_index, state, hostname FROM task_instance")
+    tis = read(meta, "SELECT dag_id, task_id, map_index, state, hostname FROM task_instance")
     assert set(tis["dag_id"]) == set(demo.DAG_CHAIN)
     assert tis["state"].eq("success").all(), tis[tis["state"] != "success"]
     assert set(tis["hostname"]) == set(WORKERS), tis.groupby("hostname").size()
@@ -330,7 +191,7 @@ def test_tasks_ran_on_both_workers(distributed_run):
 
 def test_assets_started_features_and_scoring(distributed_run):
     meta = distributed_run["metadata"]
-    runs = _read(meta, "SELECT dag_id, run_type, state FROM dag_run ORDER BY id")
+    runs = read(meta, "SELECT dag_id, run_type, state FROM dag_run ORDER BY id")
     assert runs["state"].eq("success").all(), runs
     kinds = runs.groupby("dag_id")["run_type"].apply(list).to_dict()
     assert kinds == {
@@ -342,7 +203,7 @@ def test_assets_started_features_and_scoring(distributed_run):
 
 
 def _decisions(url: str) -> pd.DataFrame:
-    frame = _read(url, "SELECT * FROM decisions ORDER BY order_id")
+    frame = read(url, "SELECT * FROM decisions ORDER BY order_id")
     # SQLite hands booleans back as 0/1, PostgreSQL as booleans: compare the values.
     return frame.astype({"at_risk": bool})
 
@@ -355,7 +216,7 @@ def test_results_equal_the_embedded_run(embedded_run, distributed_run):
     pd.testing.assert_frame_equal(got, reference)
 
     def erp(root: Path, query: str) -> pd.DataFrame:
-        return _read(f"sqlite:///{root / 'demo' / 'erp.db'}", query)
+        return read(f"sqlite:///{root / 'demo' / 'erp.db'}", query)
 
     status = "SELECT * FROM holdcast_order_status ORDER BY order_id"
     pd.testing.assert_frame_equal(erp(home, status), erp(embedded, status))
