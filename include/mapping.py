@@ -580,10 +580,30 @@ def read_rows(mapping: Mapping, table: str | None = None, *, path: str | Path | 
     import pandas as pd
 
     files = [Path(path)] if path is not None else _drop_files(mapping)
-    frames = [_read_file(mapping, f) for f in files]
+    frames = [_read_file(mapping, f) for f in _once_each(files)]
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def _once_each(files: list[Path]) -> list[Path]:
+    """The files to read, each content once: a file delivered again under another name is skipped.
+
+    Extract feeds resend files (a retry, a "_v2" of the same export); reading both would double every
+    row. The content decides, not the name: a changed file under an old name is read.
+    """
+    import hashlib
+
+    seen: dict[str, Path] = {}
+    chosen = []
+    for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in seen:
+            logger.warning("Skipping %s: same content as %s (delivered twice)", path, seen[digest])
+            continue
+        seen[digest] = path
+        chosen.append(path)
+    return chosen
 
 
 def _drop_files(mapping: Mapping) -> list[Path]:

@@ -222,3 +222,16 @@ def test_a_retyped_source_column_is_reported_against_the_previous_run(ledger, ca
     assert report["customers"]["drift"]["source"]["retyped"] == ["cust_name: text -> number"]
     assert report["invoices"]["source_schema"]["amount"] == "number"
     assert "cust_name: text -> number" in caplog.text
+
+
+def test_a_file_delivered_twice_is_read_once_and_every_drop_file_is_read(ledger):
+    ledger([_row(0), _row(1)])
+    drop = config.HOLDCAST_DROP_DIR.get() / "ledger"
+    (drop / "export_resent.csv").write_bytes((drop / "export.csv").read_bytes())
+    extra = pd.read_csv(drop / "export.csv", dtype="string").head(0)
+    extra = pd.concat([extra, pd.DataFrame([_row(2)])]).astype("string")
+    extra.to_csv(drop / "export_more.csv", index=False)
+    summary = ingest.ingest_source("ledger", AS_OF, dataset="t")
+    assert summary["tables"]["invoices"] == {"good": 3, "quarantined": 0, "after_interval": 0}
+    good = warehouse.read_canonical(AS_OF)["invoices"]
+    assert sorted(good["order_id"]) == ["T0", "T1", "T2"]

@@ -273,3 +273,16 @@ def test_a_generic_csv_mapping_reads_the_dataco_case_file_right(tmp_path):
     assert orders.loc["2431", "ship_to_postcode"] == "725" and pd.isna(
         orders.loc["77202", "ship_to_postcode"]
     )
+
+
+def test_a_parquet_drop_reads_like_a_csv_one(tmp_path):
+    m = mapping.load(FIXTURES / "ar_invoices_messy.yaml")
+    rows = mapping.read_rows(m, path=FIXTURES / "ar_invoices_messy.csv")
+    rows.to_parquet(tmp_path / "ar.parquet")
+    parquet = mapping.Mapping(m.path, m.source, m.datasets, {**m.read, "format": "parquet"}, m.tables)
+    from_parquet = mapping.apply(
+        parquet, "invoices", mapping.read_rows(parquet, path=tmp_path / "ar.parquet")
+    )
+    from_csv = mapping.apply(m, "invoices", rows)
+    pd.testing.assert_frame_equal(from_parquet.frame, from_csv.frame)
+    assert from_parquet.rules == from_csv.rules
