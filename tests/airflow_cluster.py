@@ -1,8 +1,9 @@
-"""Airflow as real processes for tests: API server, scheduler, DAG processor and workers on 127.0.0.1.
+"""Helpers of the tests that run Airflow for real: processes on 127.0.0.1, reading what runs wrote.
 
-Used by the tests that need Airflow's scheduler rather than ``airflow dags test``: the distributed run
-on the CeleryExecutor and backfills. Every process starts in its own session and is stopped by its
-process group, whether the test passes or not.
+:class:`Cluster` runs Airflow as real processes (API server, scheduler, DAG processor, workers) for the
+tests that need the scheduler rather than ``airflow dags test``: the distributed run on the
+CeleryExecutor and backfills. Every process starts in its own session and is stopped by its process
+group, whether the test passes or not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def lake_digest(root: Path) -> str:
+    """One digest of every Parquet file under ``root``, paths and contents: equal lakes, equal digests."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.parquet")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(pd.read_parquet(path).to_csv().encode())
+    return digest.hexdigest()
 
 
 def read(url: str, query: str) -> pd.DataFrame:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-
 import pandas as pd
 import pytest
+from airflow_cluster import lake_digest, read
 from sqlalchemy import create_engine, text
 
 from include import demo
@@ -14,23 +12,6 @@ from include import demo
 pytestmark = pytest.mark.integration
 
 DAY = "2025-06-29"
-
-
-def _read(url: str, query: str) -> pd.DataFrame:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql(text(query), conn)
-    finally:
-        engine.dispose()
-
-
-def _digest(folder) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.parquet")):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(pd.read_parquet(path).to_csv().encode())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +26,17 @@ def world(tmp_path_factory):
     return home, env, log
 
 
-def _ingest(world, day: str = DAY) -> subprocess.CompletedProcess:
+def _ingest(world, day: str = DAY) -> None:
     home, env, log = world
     demo._run([demo.airflow_executable(), "dags", "test", "holdcast_ingest", day], env, log)
 
 
 def _state(home, day: str = DAY):
     warehouse = f"sqlite:///{home / 'demo' / 'warehouse.db'}"
-    quarantine = _read(
+    quarantine = read(
         warehouse, f"SELECT * FROM quarantine WHERE batch = '{day}' ORDER BY source, table_name, row_number"
     )
-    return _digest(home / "demo" / "lake" / "canonical"), quarantine
+    return lake_digest(home / "demo" / "lake" / "canonical"), quarantine
 
 
 def test_rerunning_an_interval_leaves_the_same_state(world):
@@ -75,7 +56,7 @@ def test_a_late_arriving_row_is_picked_up_when_its_interval_is_rerun(world):
     orders_path = home / "demo" / "lake" / "canonical" / "orders" / f"as_of={DAY}" / "erp.parquet"
     before = pd.read_parquet(orders_path)
     erp = create_engine(f"sqlite:///{home / 'demo' / 'erp.db'}")
-    template = _read(str(erp.url), "SELECT * FROM orders ORDER BY created_at DESC LIMIT 1")
+    template = read(str(erp.url), "SELECT * FROM orders ORDER BY created_at DESC LIMIT 1")
     late = template.assign(order_id="LATE-0001", created_at="2025-06-28T12:00:00+00:00")
     with erp.begin() as conn:
         late.to_sql("orders", conn, if_exists="append", index=False)

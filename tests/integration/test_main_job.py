@@ -7,30 +7,15 @@ running the same interval again changes nothing.
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine
+from airflow_cluster import lake_digest, read
 
 from include import demo
 
 pytestmark = pytest.mark.integration
 
 AS_OF = "2025-06-30"
-
-
-def _read(url, query):
-    with create_engine(url).connect() as conn:
-        return pd.read_sql(query, conn)
-
-
-def _lake_digest(root):
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.parquet")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(pd.read_parquet(path).to_csv().encode())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +45,8 @@ def test_model_registered_with_aliases(world):
 def test_every_open_order_has_exactly_one_status(world):
     home, _, _ = world
     erp = f"sqlite:///{home / 'demo' / 'erp.db'}"
-    open_orders = _read(erp, "SELECT order_id FROM orders WHERE status = 'open'")
-    statuses = _read(erp, "SELECT * FROM holdcast_order_status")
+    open_orders = read(erp, "SELECT order_id FROM orders WHERE status = 'open'")
+    statuses = read(erp, "SELECT * FROM holdcast_order_status")
     assert len(open_orders) > 0
     assert statuses["order_id"].is_unique
     assert set(statuses["order_id"]) == set(open_orders["order_id"])
@@ -76,13 +61,13 @@ def _state(home):
     erp = f"sqlite:///{home / 'demo' / 'erp.db'}"
     registry = f"sqlite:///{home / 'mlflow.db'}"
     frames = [
-        _read(registry, "SELECT name, version, run_id FROM model_versions ORDER BY version"),
-        _read(registry, "SELECT * FROM registered_model_aliases ORDER BY alias"),
-        _read(erp, "SELECT * FROM holdcast_order_status ORDER BY order_id"),
-        _read(erp, "SELECT * FROM holdcast_writeback_audit ORDER BY id"),
-        _read(f"sqlite:///{home / 'demo' / 'warehouse.db'}", "SELECT * FROM decisions ORDER BY order_id"),
+        read(registry, "SELECT name, version, run_id FROM model_versions ORDER BY version"),
+        read(registry, "SELECT * FROM registered_model_aliases ORDER BY alias"),
+        read(erp, "SELECT * FROM holdcast_order_status ORDER BY order_id"),
+        read(erp, "SELECT * FROM holdcast_writeback_audit ORDER BY id"),
+        read(f"sqlite:///{home / 'demo' / 'warehouse.db'}", "SELECT * FROM decisions ORDER BY order_id"),
     ]
-    return frames, _lake_digest(home / "demo" / "lake")
+    return frames, lake_digest(home / "demo" / "lake")
 
 
 def test_same_interval_again_changes_nothing(world):
