@@ -1,10 +1,18 @@
 """
 ### holdcast: score and write back
 
-Triggered by the `order features` asset. Scores every open order with `models:/<name>@champion`,
-applies the policy file (risk band, reasons, evidence, team, suggested action) and writes each
-decision into the ERP's `holdcast_order_status` table: a decision already written is not written
-again, so re-runs leave the ERP unchanged.
+Triggered by the `order features` asset. Scores every open order with `models:/<name>@champion` in
+shards that run in parallel on the workers (`HOLDCAST_SCORE_SHARDS`, one mapped task each), applies
+the policy file (risk band, reasons, evidence, team, suggested action), then writes every decision
+into the ERP's `holdcast_order_status` table in one task.
+
+- `plan_shards` splits the open orders and pins the champion's version for every shard;
+- `score_shard` writes one shard's decisions to one file, whole or not at all, so a shard killed half
+  way and run again leaves no partial or double output;
+- `write_back` checks the shards hold each open order exactly once, then writes: a decision already
+  written is not written again, so re-runs leave the ERP unchanged.
+
+XCom carries shard references (numbers, paths, counts), never data.
 """
 
 from __future__ import annotations
@@ -26,19 +34,28 @@ from include.dag_defaults import START_DATE, default_args
     doc_md=__doc__,
 )
 def holdcast_score():
-    @task(outlets=[ERP_ORDER_STATUS])
-    def score_and_write_back(
-        *, logical_date=None, triggering_asset_events=None, outlet_events=None, params=None
-    ) -> dict:
+    @task
+    def plan_shards(*, logical_date=None, triggering_asset_events=None) -> list[dict]:
         from include import pipeline
 
         extras = [e.extra for e in (triggering_asset_events or {}).get(ORDER_FEATURES, [])]
-        as_of = pipeline.resolve_as_of(logical_date, extras)
-        result = pipeline.score_open_orders(as_of, dry_run=bool((params or {}).get("dry_run")))
+        return pipeline.plan_scoring(pipeline.resolve_as_of(logical_date, extras))
+
+    @task
+    def score_shard(ref: dict) -> dict:
+        from include import pipeline
+
+        return pipeline.score_shard(ref)
+
+    @task(outlets=[ERP_ORDER_STATUS])
+    def write_back(shards, *, outlet_events=None, params=None) -> dict:
+        from include import pipeline
+
+        result = pipeline.write_back_shards(list(shards), dry_run=bool((params or {}).get("dry_run")))
         outlet_events[ERP_ORDER_STATUS].extra = {"as_of": result["as_of"]}
         return result
 
-    score_and_write_back()
+    write_back(score_shard.expand(ref=plan_shards()))
 
 
 holdcast_score()

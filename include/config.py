@@ -223,3 +223,12 @@ HOLDCAST_WRITEBACK_TARGET = Setting(
 )
 
 ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SAP_CONN_ID, HOLDCAST_WRITEBACK_TARGET)
+
+HOLDCAST_SCORE_SHARDS = Setting(
+    "HOLDCAST_SCORE_SHARDS",
+    _positive_int,
+    lambda: "2",
+    "How many shards scoring splits the open orders into; each shard is one task a worker can take.",
+)
+
+ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SCORE_SHARDS)

@@ -273,14 +273,13 @@ def _read_truth():
 def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, Any]:
     """Score the interval's open orders with ``@champion``, decide by policy and write back to the ERP.
 
+    All in one process; the ``holdcast_score`` DAG does the same in shards (:func:`plan_scoring`,
+    :func:`score_shard`, :func:`write_back_shards`) and gives the same decisions.
     The ERP is the SQL database of ``HOLDCAST_ERP_CONN_ID`` or, with ``HOLDCAST_WRITEBACK_TARGET=sap``,
     SAP S/4HANA through ``HOLDCAST_SAP_CONN_ID`` (see :mod:`include.sap.writeback`).
     """
-    from features.build import FEATURE_COLUMNS
-    from include.decisions import decide, load_policy
-    from include.hooks import ErpSqlHook
-    from include.writeback import write_back
-    from training.score import load_champion, score
+    from include.decisions import load_policy
+    from training.score import load_champion
 
     path = warehouse.features_dir(as_of)
     if not (path / "features.parquet").exists():
@@ -290,9 +289,19 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
     model_name = config.HOLDCAST_MODEL_NAME.get()
     policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
     model, version = load_champion(model_name, _mlflow_setup())
+    label = warehouse.as_of_label(as_of)
+    decisions = _score_and_decide(features, orders, open_ids, model, model_name, version, policy, label)
+    return _publish_decisions(decisions, label, model_name, version, policy, dry_run=dry_run)
+
+
+def _score_and_decide(features, orders, open_ids, model, model_name, version, policy, label):
+    """Scores and policy decisions of the orders ``open_ids``; an order's decision depends on its row only."""
+    from features.build import FEATURE_COLUMNS
+    from include.decisions import decide
+    from training.score import score
+
     # Explanations are costly; only orders that can land in an at-risk band need them.
     scores = score(model, features.loc[open_ids, FEATURE_COLUMNS], explain_min_p=policy.lowest_at_risk_min)
-    label = warehouse.as_of_label(as_of)
     decisions = decide(
         scores,
         features.loc[open_ids],
@@ -302,6 +311,18 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
         model_version=version,
         as_of=label,
     )
+    return decisions
+
+
+def _publish_decisions(decisions, label, model_name, version, policy, *, dry_run: bool) -> dict[str, Any]:
+    """Store the interval's decisions in the warehouse and write them back to the ERP; return the summary.
+
+    Both writes are idempotent (the warehouse rows of the interval are replaced; the ERP upsert skips a
+    decision whose hash it already holds), so running this again after a failure writes nothing twice.
+    """
+    from include.hooks import ErpSqlHook
+    from include.writeback import write_back
+
     warehouse.replace_rows("decisions", decisions, where={"as_of": label})
     if config.HOLDCAST_WRITEBACK_TARGET.get() == "sap":
         from include.sap.writeback import write_back_to_sap
@@ -329,3 +350,209 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
     }
     logger.info("Scored: %s", summary)
     return summary
+
+
+# --- Sharded scoring: plan -> one task per shard -> one write-back ---------------------------------
+
+
+def scores_dir(as_of: datetime) -> Path:
+    """Where the shards of an interval's scoring run leave their decisions."""
+    return warehouse.lake_path("scores", f"as_of={warehouse.as_of_label(as_of)}")
+
+
+def shard_path(as_of: datetime, shard: int, shards: int) -> Path:
+    return scores_dir(as_of) / f"shard-{shard:03d}-of-{shards:03d}.parquet"
+
+
+def shard_slices(count: int, shards: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` positions of each shard in the list of open orders: contiguous, in order, near equal.
+
+    Contiguous slices keep the open orders' order, so the shards put end to end are the unsharded run.
+    """
+    if shards <= 0:
+        raise ValueError(f"shards must be a positive whole number, got {shards}")
+    base, extra = divmod(count, shards)
+    bounds, start = [], 0
+    for i in range(shards):
+        stop = start + base + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _open_ids(as_of: datetime):
+    """The interval's open order ids in snapshot order, and a digest of them that names this snapshot."""
+    import hashlib
+
+    import pandas as pd
+
+    path = warehouse.features_dir(as_of)
+    if not (path / "orders.parquet").exists():
+        raise FileNotFoundError(f"no feature snapshot for {warehouse.as_of_label(as_of)} at {path}")
+    orders = pd.read_parquet(path / "orders.parquet", columns=["status"])
+    open_ids = orders.index[orders["status"] == "open"]
+    digest = hashlib.sha256("\n".join(open_ids.astype(str)).encode()).hexdigest()[:16]
+    return open_ids, digest
+
+
+def plan_scoring(as_of: datetime, *, shards: int | None = None) -> list[dict[str, Any]]:
+    """Split the interval's open orders into shards and pin the model version every shard will use.
+
+    Returns one small reference per shard for XCom (interval, shard number, shard count, model version,
+    digest of the open orders): no data. The champion is resolved once here, so all shards score with
+    the same version even if someone moves the alias during the run. Shard files of an earlier run of
+    the interval are removed, so only this run's shards can be found.
+
+    Raises:
+        NoChampionError: no version of the model carries the ``champion`` alias.
+        FileNotFoundError: the interval has no feature snapshot.
+    """
+    import shutil
+
+    from training.errors import NoChampionError
+    from training.score import champion_version
+
+    open_ids, digest = _open_ids(as_of)
+    wanted = shards or config.HOLDCAST_SCORE_SHARDS.get()
+    # Never more shards than orders; no open order at all still makes one (empty) shard.
+    count = max(1, min(wanted, len(open_ids)))
+    model_name = config.HOLDCAST_MODEL_NAME.get()
+    version = champion_version(model_name, _mlflow_setup())
+    if version is None:
+        raise NoChampionError(model_name)
+    shutil.rmtree(scores_dir(as_of), ignore_errors=True)
+    label = warehouse.as_of_label(as_of)
+    plan = [
+        {
+            "as_of": label,
+            "shard": i,
+            "shards": count,
+            "model_name": model_name,
+            "model_version": version,
+            "open_orders": len(open_ids),
+            "snapshot": digest,
+        }
+        for i in range(count)
+    ]
+    logger.info(
+        "Scoring %s: %d open order(s) in %d shard(s) with %s version %s",
+        label,
+        len(open_ids),
+        count,
+        model_name,
+        version,
+    )
+    return plan
+
+
+def _check_snapshot(ref: dict[str, Any], open_ids, digest: str) -> None:
+    if digest != ref["snapshot"] or len(open_ids) != ref["open_orders"]:
+        raise RuntimeError(
+            f"the feature snapshot of {ref['as_of']} changed during scoring (planned "
+            f"{ref['open_orders']} open orders, digest {ref['snapshot']}; found {len(open_ids)}, {digest}); "
+            "run holdcast_score again for the interval"
+        )
+
+
+def score_shard(ref: dict[str, Any]) -> dict[str, Any]:
+    """Score and decide one shard of :func:`plan_scoring`; write its decisions to one file atomically.
+
+    The file appears whole or not at all (written aside, then renamed), so a shard killed half way
+    leaves no output, and a shard run again replaces its file: never a partial or a double shard.
+
+    Returns:
+        A reference for XCom: the shard, its file, its row and at-risk counts.
+    """
+    import mlflow.pyfunc
+
+    from include.decisions import load_policy
+    from training.score import connect
+
+    as_of = warehouse.parse_as_of_label(ref["as_of"])
+    open_ids, digest = _open_ids(as_of)
+    _check_snapshot(ref, open_ids, digest)
+    start, stop = shard_slices(len(open_ids), ref["shards"])[ref["shard"]]
+    ids = open_ids[start:stop]
+    features, _, orders = _load_snapshot(warehouse.features_dir(as_of))
+    policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
+    model_name, version = ref["model_name"], ref["model_version"]
+    connect(_mlflow_setup())
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    decisions = _score_and_decide(features, orders, ids, model, model_name, version, policy, ref["as_of"])
+    path = warehouse.write_parquet(decisions, shard_path(as_of, ref["shard"], ref["shards"]))
+    out = {
+        "as_of": ref["as_of"],
+        "shard": ref["shard"],
+        "shards": ref["shards"],
+        "path": str(path),
+        "rows": len(decisions),
+        "at_risk": int(decisions["at_risk"].sum()),
+        "model_name": model_name,
+        "model_version": version,
+    }
+    logger.info("Scored shard %d of %d: %s", ref["shard"] + 1, ref["shards"], out)
+    return out
+
+
+def gather_shards(refs: Iterable[dict[str, Any]]):
+    """The decisions of every shard of one run, end to end in open-order order, checked to be complete.
+
+    Raises:
+        ValueError: a shard is missing, repeated or from another interval or shard count; a shard file is
+            missing; or the shards together do not hold each open order exactly once.
+    """
+    import pandas as pd
+
+    refs = sorted(refs, key=lambda r: r["shard"])
+    if not refs:
+        raise ValueError("no scoring shard to gather")
+    label, count = refs[0]["as_of"], refs[0]["shards"]
+    if [r["shard"] for r in refs] != list(range(count)) or {(r["as_of"], r["shards"]) for r in refs} != {
+        (label, count)
+    }:
+        got = [(r["as_of"], r["shard"], r["shards"]) for r in refs]
+        raise ValueError(
+            f"expected shards 0..{count - 1} of {count} for {label}, got (as_of, shard, of) {got}"
+        )
+    as_of = warehouse.parse_as_of_label(label)
+    frames = []
+    for ref in refs:
+        path = shard_path(as_of, ref["shard"], count)
+        if not path.exists():
+            raise ValueError(
+                f"shard {ref['shard']} of {count} for {label} has no output at {path}; run that shard again"
+            )
+        frames.append(pd.read_parquet(path))
+    decisions = pd.concat(frames, ignore_index=True)
+    open_ids, _ = _open_ids(as_of)
+    if (
+        not decisions["order_id"]
+        .astype(str)
+        .reset_index(drop=True)
+        .equals(pd.Series(open_ids.astype(str), name="order_id"))
+    ):
+        repeated = int(decisions["order_id"].duplicated().sum())
+        missing = len(set(open_ids.astype(str)) - set(decisions["order_id"].astype(str)))
+        raise ValueError(
+            f"the shards of {label} do not hold each open order once, in order: {len(decisions)} decision(s) "
+            f"for {len(open_ids)} open order(s), {repeated} repeated, {missing} missing; "
+            "run holdcast_score again for the interval"
+        )
+    return decisions
+
+
+def write_back_shards(refs: Iterable[dict[str, Any]], *, dry_run: bool = False) -> dict[str, Any]:
+    """Gather the shards (see :func:`gather_shards`), store the decisions and write them back once."""
+    from include.decisions import load_policy
+
+    refs = list(refs)
+    decisions = gather_shards(refs)
+    policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
+    pinned = {(r["model_name"], str(r["model_version"])) for r in refs}
+    if len(pinned) != 1 or not decisions["model_version"].eq(next(iter(pinned))[1]).all():
+        raise ValueError(
+            f"the shards of {refs[0]['as_of']} were not all scored by one model version: {pinned}"
+        )
+    model_name, version = pinned.pop()
+    summary = _publish_decisions(decisions, refs[0]["as_of"], model_name, version, policy, dry_run=dry_run)
+    return {**summary, "shards": len(refs)}
