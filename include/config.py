@@ -232,3 +232,24 @@ HOLDCAST_SCORE_SHARDS = Setting(
 )
 
 ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SCORE_SHARDS)
+
+HOLDCAST_NOTIFY_MODE = Setting(
+    "HOLDCAST_NOTIFY_MODE",
+    _choice("outbox", "send"),
+    lambda: "outbox",
+    "Team messages: written to the outbox folder only (outbox), or also sent by e-mail and Slack (send).",
+)
+HOLDCAST_OUTBOX_DIR = Setting(
+    "HOLDCAST_OUTBOX_DIR",
+    Path,
+    lambda: str(dataset_home() / "outbox"),
+    "Folder of each run's team messages (<as_of>/<team>.eml) and customer message drafts.",
+)
+HOLDCAST_SMTP_CONN_ID = Setting(
+    "HOLDCAST_SMTP_CONN_ID",
+    str,
+    lambda: "smtp_default",
+    "Airflow connection id of the SMTP server team e-mails go through when HOLDCAST_NOTIFY_MODE=send.",
+)
+
+ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_NOTIFY_MODE, HOLDCAST_OUTBOX_DIR, HOLDCAST_SMTP_CONN_ID)

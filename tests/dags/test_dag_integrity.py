@@ -59,7 +59,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert len(dagbag.dags) == 4
+    assert len(dagbag.dags) == len(DAG_FILES)
 
 
 def test_dag_policy(dagbag):
