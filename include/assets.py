@@ -12,3 +12,5 @@ CANONICAL_TABLES = Asset("holdcast://warehouse/canonical", group="holdcast")
 ORDER_FEATURES = Asset("holdcast://lake/features", group="holdcast")
 CHAMPION_MODEL = Asset("holdcast://mlflow/champion", group="holdcast")
 ERP_ORDER_STATUS = Asset("holdcast://erp/order_status", group="holdcast")
+RETRAIN_REQUEST = Asset("holdcast://models/retrain-request", group="holdcast")
+"""Emitted by holdcast_monitor on a drift, performance or validation breach; starts holdcast_train."""

@@ -233,6 +233,56 @@ HOLDCAST_SCORE_SHARDS = Setting(
 
 ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SCORE_SHARDS)
 
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0.0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
+HOLDCAST_AUTO_PROMOTE = Setting(
+    "HOLDCAST_AUTO_PROMOTE",
+    _bool,
+    lambda: "true",
+    "Whether training may move `champion` itself when the gate passes; false leaves it to a person.",
+)
+HOLDCAST_PSI_ALERT = Setting(
+    "HOLDCAST_PSI_ALERT",
+    _positive_float,
+    lambda: "0.25",
+    "PSI of a feature or score, training window against recent orders, above which the monitor alerts.",
+)
+HOLDCAST_MONITOR_WINDOW_DAYS = Setting(
+    "HOLDCAST_MONITOR_WINDOW_DAYS",
+    _positive_int,
+    lambda: "30",
+    "The monitor compares the orders created in this many days before the interval with training.",
+)
+HOLDCAST_PERFORMANCE_DROP_ALERT = Setting(
+    "HOLDCAST_PERFORMANCE_DROP_ALERT",
+    _fraction,
+    lambda: "0.25",
+    "Alert when a version's realized PR-AUC falls this share below its validation PR-AUC.",
+)
+
+ALL_SETTINGS = (
+    *ALL_SETTINGS,
+    HOLDCAST_AUTO_PROMOTE,
+    HOLDCAST_PSI_ALERT,
+    HOLDCAST_MONITOR_WINDOW_DAYS,
+    HOLDCAST_PERFORMANCE_DROP_ALERT,
+)
+
 HOLDCAST_NOTIFY_MODE = Setting(
     "HOLDCAST_NOTIFY_MODE",
     _choice("outbox", "send"),

@@ -117,13 +117,17 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
     """Train on the newest feature snapshot at or before ``as_of``, log to MLflow, register, run the gate.
 
     A version already trained on exactly this data is reused rather than trained again (unless
-    ``force``), so re-running an interval leaves the registry and its aliases as they were.
+    ``force``), so re-running an interval leaves the registry and its aliases as they were. A reused
+    version whose registration stopped before its aliases (a crash after registering) is finished:
+    it gets ``challenger`` and the gate runs. Analyst feedback labels, when their file exists,
+    override the ERP's outcomes of the orders they name (see :func:`_merge_feedback_labels`).
     """
     from features.build import CATEGORICAL_COLUMNS, FEATURE_COLUMNS
+    from include import monitoring
     from include.canonical import HOLD_REASONS
     from include.decisions import load_policy
-    from training.registry import log_and_register
-    from training.train import data_hash, train
+    from training.registry import log_and_register, resume_registration
+    from training.train import data_hash, time_split, train
 
     path, snap_as_of = warehouse.latest_features_dir(as_of)
     features, labels, orders = _load_snapshot(path)
@@ -131,14 +135,32 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
     if len(trainable) == 0:
         raise ValueError(f"feature snapshot {path} has no order with a known outcome to train on")
     x = features.loc[trainable, FEATURE_COLUMNS]
-    y = labels.loc[trainable]
+    y, feedback = _merge_feedback_labels(labels.loc[trainable])
     created = orders.loc[trainable, "created_at"]
     model_name = config.HOLDCAST_MODEL_NAME.get()
     tracking_uri = _mlflow_setup()
+    # Precision and recall are reported where the policy starts to act: its lowest at-risk band.
+    policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
+    gate_settings = {
+        "margin": config.HOLDCAST_PROMOTION_MARGIN.get(),
+        "auto_promote": config.HOLDCAST_AUTO_PROMOTE.get(),
+    }
     # The same hash training records on the version: features, the label columns, creation times.
     label_columns = ["label_any", *(f"label_{r}" for r in HOLD_REASONS)]
     digest = data_hash(x, y[label_columns], created)
     existing = None if force else _version_trained_on(model_name, tracking_uri, digest)
+    if existing is not None and not existing.pop("complete"):
+        valid_ids = time_split(created).valid_ids
+        resumed = resume_registration(
+            model_name,
+            tracking_uri,
+            existing["model_version"],
+            valid_features=x.loc[valid_ids],
+            valid_labels=y.loc[valid_ids],
+            threshold=policy.lowest_at_risk_min,
+            **gate_settings,
+        )
+        existing.update(is_champion=resumed.is_champion, gate_decision=resumed.comparison.decision)
     if existing is not None:
         logger.info(
             "Version %s of %s was trained on this very data (hash %s); not training again",
@@ -147,26 +169,35 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
             digest[:12],
         )
         return {"as_of": warehouse.as_of_label(snap_as_of), **existing}
-    # Precision and recall are reported where the policy starts to act: its lowest at-risk band.
-    policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
     result = train(x, y, created, categorical=list(CATEGORICAL_COLUMNS), threshold=policy.lowest_at_risk_min)
 
     split = result.split
     extra = _baselines(orders, y, x, split.fit_ids.append(split.calib_ids), split.valid_ids)
     extra.update(_oracle(split.valid_ids, y))
+    if extra.get("oracle_pr_auc"):
+        extra["any_pr_auc_oracle_ratio"] = result.metrics["any"]["pr_auc"] / extra["oracle_pr_auc"]
+    train_x = x.loc[split.train_ids]
+    profile = monitoring.reference_profile(
+        train_x,
+        result.model.predict_frame(train_x, explain=False),
+        categorical=CATEGORICAL_COLUMNS,
+        window=split.boundaries(),
+    )
     label = warehouse.as_of_label(snap_as_of)
+    validation = monitoring.validation_summary(snap_as_of)
     dataset = config.HOLDCAST_DATASET.get()
     run_params = {
         "dataset": dataset,
         "features_as_of": label,
         "label_horizon_days": config.HOLDCAST_LABEL_HORIZON_DAYS.get(),
         "trainable_orders": len(trainable),
+        "feedback_labels": feedback,
+        "auto_promote": gate_settings["auto_promote"],
     }
     registered = log_and_register(
         result,
         model_name=model_name,
         tracking_uri=tracking_uri,
-        margin=config.HOLDCAST_PROMOTION_MARGIN.get(),
         experiment_name=f"holdcast-{dataset}",
         artifact_location=config.HOLDCAST_MLFLOW_ARTIFACTS.get(),
         run_params=run_params,
@@ -175,26 +206,85 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
             "holdcast.dataset": dataset,
             "holdcast.features_as_of": label,
             "holdcast.policy_version": policy.version,
+            "validation.status": validation["status"],
+            "validation.as_of": validation["as_of"],
+            "validation.rows_in": validation["rows_in"],
+            "validation.rows_quarantined": validation["rows_quarantined"],
+            "validation.failed": ",".join(validation["failed"]),
         },
         valid_features=x.loc[split.valid_ids],
         valid_labels=y.loc[split.valid_ids],
+        extra_artifacts={monitoring.PROFILE_ARTIFACT: profile},
+        **gate_settings,
     )
+    # A metric undefined on a single-class window is NaN (NaN != NaN): kept out of XCom's JSON.
     summary = {
         "as_of": label,
         "model_version": str(registered.version),
         "is_champion": bool(registered.is_champion),
+        "gate_decision": registered.comparison.decision,
         "run_id": registered.run_id,
         "any_pr_auc": result.metrics["any"]["pr_auc"],
-        **{k: v for k, v in extra.items() if k.endswith("pr_auc")},
+        **{k: v for k, v in extra.items() if k.endswith(("pr_auc", "oracle_ratio")) and v == v},
     }
     logger.info("Trained: %s", summary)
     return summary
 
 
+FEEDBACK_LABELS_FILE = "feedback/labels.parquet"
+"""Analyst feedback labels, under the dataset home; see :func:`_merge_feedback_labels`."""
+
+
+def _merge_feedback_labels(labels):
+    """The labels with analysts' verdicts laid over the ERP's outcomes, and how many were applied.
+
+    The file ``<dataset home>/feedback/labels.parquet`` (written by whatever records analysts'
+    decisions) holds one row per order: ``order_id`` (column or index), ``label_any`` (0 or 1) and
+    optionally ``label_<reason>`` columns. An order released despite a high risk comes as
+    ``label_any = 0``, which also clears its reasons; one held despite a low risk as ``label_any = 1``
+    with its reason. Only orders the snapshot can train on are changed; others are ignored. Without
+    the file, the labels are returned as they are.
+    """
+    import pandas as pd
+
+    from include.canonical import HOLD_REASONS
+
+    path = config.dataset_home() / FEEDBACK_LABELS_FILE
+    if not path.exists():
+        return labels, 0
+    feedback = pd.read_parquet(path)
+    if "order_id" in feedback.columns:
+        feedback = feedback.set_index("order_id")
+    feedback.index = feedback.index.astype(str)
+    if "label_any" not in feedback.columns or not feedback["label_any"].isin([0, 1]).all():
+        raise ValueError(f"feedback labels {path} need a label_any column of 0 and 1 for every order")
+    feedback = feedback[~feedback.index.duplicated(keep="last")]
+    ids = feedback.index.intersection(labels.index)
+    out = labels.copy()
+    reasons = [f"label_{r}" for r in HOLD_REASONS]
+    cleared = ids[feedback.loc[ids, "label_any"].to_numpy() == 0]
+    out.loc[cleared, reasons] = 0
+    for column in ["label_any", *(c for c in reasons if c in feedback.columns)]:
+        given = feedback.loc[ids, column].dropna()
+        out.loc[given.index, column] = given.astype("int64").to_numpy()
+    logger.info(
+        "Applied %d analyst feedback label(s) from %s; %d named orders without a known outcome ignored",
+        len(ids),
+        path,
+        len(feedback) - len(ids),
+    )
+    return out, len(ids)
+
+
 def _version_trained_on(model_name: str, tracking_uri: str, digest: str) -> dict[str, Any] | None:
-    """The registered version whose training data had this hash, if there is one."""
+    """The registered version whose training data had this hash, if there is one.
+
+    ``complete`` says whether its registration finished (its gate decision is recorded).
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from training.registry import GATE_DECISION_TAG
 
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
@@ -208,6 +298,7 @@ def _version_trained_on(model_name: str, tracking_uri: str, digest: str) -> dict
                 "is_champion": str(champion) == str(version.version),
                 "run_id": version.run_id,
                 "reused": True,
+                "complete": GATE_DECISION_TAG in version.tags,
             }
     return None
 
@@ -231,9 +322,14 @@ def _baselines(orders, labels, features, train_ids, valid_ids) -> dict[str, floa
     }
     utilisation = features.loc[valid_ids, "utilisation"] if "utilisation" in features.columns else None
     if utilisation is not None and utilisation.notna().any():
-        rule = evaluate.rule_baseline((utilisation.fillna(0) > 1.0).astype(float))
-        for name, value in evaluate.binary_metrics(y_valid, rule.to_numpy()).items():
+        # The ERP's static credit check: block when exposure, this order included, exceeds the limit.
+        rule = evaluate.rule_baseline((utilisation.fillna(0) > 1.0).astype(float)).to_numpy()
+        for name, value in evaluate.binary_metrics(y_valid, rule).items():
             out[f"baseline_credit_rule_{name}"] = float(value)
+        # The same rule judged on the holds it is meant to catch: credit holds.
+        y_credit = labels.loc[valid_ids, "label_credit"].to_numpy()
+        for name, value in evaluate.binary_metrics(y_credit, rule).items():
+            out[f"baseline_credit_rule_credit_{name}"] = float(value)
     return out
 
 
@@ -250,7 +346,13 @@ def _oracle(valid_ids, labels) -> dict[str, float]:
     metrics = evaluate.oracle_metrics(
         truth.loc[common, "p_any"].to_numpy(), labels.loc[common, "label_any"].to_numpy()
     )
-    return {f"oracle_{k}": float(v) for k, v in metrics.items()}
+    out = {f"oracle_{k}": float(v) for k, v in metrics.items()}
+    for column in truth.columns:
+        reason = column.removeprefix("p_")
+        if column.startswith("p_") and reason != "any" and f"label_{reason}" in labels.columns:
+            true_p, y = truth.loc[common, column].to_numpy(), labels.loc[common, f"label_{reason}"].to_numpy()
+            out[f"oracle_{reason}_pr_auc"] = evaluate.oracle_metrics(true_p, y)["pr_auc"]
+    return out
 
 
 def _read_truth():
@@ -268,6 +370,15 @@ def _read_truth():
     with engine.connect() as conn:
         truth = pd.read_sql("SELECT * FROM truth_order_hold_probabilities", conn)
     return truth.set_index("order_id")
+
+
+def monitor_models(as_of: datetime) -> dict[str, Any]:
+    """Drift, realized performance and validation of the interval; alerts and controls (see
+    :mod:`include.monitoring`)."""
+    from include import monitoring
+
+    _mlflow_setup()
+    return monitoring.monitor(as_of)
 
 
 def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, Any]:

@@ -3,12 +3,20 @@
 One call of :func:`log_and_register` makes one MLflow run holding the parameters (data window, data
 hash, feature list), the validation metrics per target, the calibration and precision-recall plots and
 any extra metrics the caller computed (oracle, baselines). The model is registered as a new version
-with a signature and an input example, and gets the alias ``challenger``.
+with a signature, an input example and its tags (window, data hash, feature list, metrics, and the
+caller's: validation result, policy version), all set in the one call that creates the version. It
+then gets the alias ``challenger``.
 
-The promotion gate then scores the current ``champion`` on the same validation features and moves the
-``champion`` alias to the new version only if its any-hold PR-AUC is above the champion's plus a
-margin. The first version of a model becomes champion unopposed. Aliases only: MLflow stages are
-deprecated and never used. A person can still overrule the gate by moving the alias in the MLflow UI.
+The promotion gate then scores the current ``champion`` on the same validation features. The new
+version passes when its any-hold PR-AUC is above the champion's plus a margin, or when there is no
+champion yet. ``champion`` moves to it only if the gate passes *and* automatic promotion is allowed;
+otherwise a person moves the alias in the MLflow UI, and the next scoring run uses it. Aliases only:
+MLflow stages are deprecated and never used.
+
+The gate's decision tag (``gate.decision``) is the version's last write. A version without it was
+registered by a run that stopped before its aliases were set (a crash, a killed worker): the retry
+finds it by its data hash and :func:`resume_registration` finishes the job (``challenger``, the gate)
+instead of leaving it half done.
 """
 
 from __future__ import annotations
@@ -16,13 +24,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 
 from training.errors import FeatureMismatchError
-from training.score import CHALLENGER, CHAMPION, champion_version, connect, load_champion, score
+from training.score import (
+    CHALLENGER,
+    CHAMPION,
+    champion_version,
+    connect,
+    input_kinds,
+    load_champion,
+    score,
+)
 from training.train import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -34,6 +51,12 @@ FIRST_CHAMPION = "first_champion"
 PROMOTED = "promoted"
 KEPT_CHAMPION = "kept_champion"
 CHAMPION_UNUSABLE = "promoted_champion_unusable"
+AWAITING_PERSON = "passed_auto_promotion_off"
+ALREADY_CHAMPION = "already_champion"
+MOVES_ALIAS = frozenset({FIRST_CHAMPION, PROMOTED, CHAMPION_UNUSABLE})
+
+GATE_DECISION_TAG = "gate.decision"
+"""Set last on a version: its presence means registration finished, aliases and gate included."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +64,11 @@ class GateComparison:
     """The promotion gate's evidence and verdict.
 
     Attributes:
-        decision: ``first_champion``, ``promoted``, ``kept_champion`` or ``promoted_champion_unusable``
-            (the champion could not score the current features, so it could not serve either).
+        decision: ``first_champion``, ``promoted``, ``kept_champion``, ``promoted_champion_unusable``
+            (the champion could not score the current features, so it could not serve either),
+            ``passed_auto_promotion_off`` (one of the first, second or fourth, but
+            ``HOLDCAST_AUTO_PROMOTE`` is off: a person decides) or ``already_champion`` (a person
+            promoted the version before the gate ran).
         challenger_version: the version just registered.
         challenger_pr_auc: its any-hold PR-AUC on the validation features.
         champion_version: the version that held the alias before the gate ran, if any.
@@ -61,7 +87,8 @@ class GateComparison:
 
     @property
     def promoted(self) -> bool:
-        return self.decision != KEPT_CHAMPION
+        """Whether the gate moved ``champion`` to the new version."""
+        return self.decision in MOVES_ALIAS
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,7 @@ class RegisteredVersion:
     Attributes:
         model_name: the registered model.
         version: the new version number.
-        is_champion: whether the new version now carries the ``champion`` alias.
+        is_champion: whether the new version carries the ``champion`` alias once the gate has run.
         comparison: the promotion gate's evidence and verdict.
         run_id: the MLflow run holding metrics, plots and the model.
         model_uri: ``models:/<name>/<version>``.
@@ -125,8 +152,10 @@ def log_and_register(
     valid_labels: pd.DataFrame,
     artifact_location: str | None = None,
     margin: float = 0.0,
+    auto_promote: bool = True,
     promote_if_champion_unusable: bool = True,
     run_name: str | None = None,
+    extra_artifacts: dict[str, dict] | None = None,
 ) -> RegisteredVersion:
     """Log one training run, register its model as ``challenger`` and run the promotion gate.
 
@@ -137,16 +166,21 @@ def log_and_register(
         experiment_name: the experiment of the run; created on first use.
         run_params: caller's parameters (dataset, as-of date, DAG run id...), logged with the
             training parameters.
-        extra_metrics: further metrics, e.g. ``oracle_any_pr_auc`` or ``rule_baseline_any_pr_auc``.
+        extra_metrics: further metrics, e.g. ``oracle_any_pr_auc`` or ``rule_baseline_any_pr_auc``;
+            those about PR-AUC are also tagged on the version.
         tags: tags of the run and of the new model version.
         valid_features: the validation window's features, the same frame the champion is scored on.
         valid_labels: their labels (``label_any``, ``label_<reason>``).
         artifact_location: artifact root of a newly created experiment; ``None`` for MLflow's default.
-        margin: the challenger needs ``PR-AUC > champion's + margin`` to be promoted (negative to
+        margin: the challenger needs ``PR-AUC > champion's + margin`` to pass the gate (negative to
             tolerate a small drop).
-        promote_if_champion_unusable: promote when the champion cannot score the current features
-            (it would fail at scoring anyway); otherwise keep it and leave the fix to a person.
+        auto_promote: move ``champion`` when the gate passes (``HOLDCAST_AUTO_PROMOTE``); otherwise
+            the verdict is recorded and a person moves the alias.
+        promote_if_champion_unusable: let the gate pass when the champion cannot score the current
+            features (it would fail at scoring anyway); otherwise keep it and leave the fix to a person.
         run_name: optional MLflow run name.
+        extra_artifacts: ``{artifact path: JSON-able dict}`` logged in the run, e.g. the monitoring
+            reference profile.
 
     Returns:
         The new version, whether it is champion now, and the gate's comparison.
@@ -165,12 +199,7 @@ def log_and_register(
             len(valid_features),
             len(result.split.valid_ids),
         )
-    # The champion is scored on the features this training used, which the pipeline now produces:
-    # columns that are not features (ids, timestamps) must not make it look unusable.
-    missing = [c for c in model.feature_columns if c not in valid_features.columns]
-    if missing:
-        raise FeatureMismatchError(missing=missing, where="trained model")
-    valid_features = valid_features.loc[:, model.feature_columns]
+    valid_features = _model_columns(model.feature_columns, valid_features)
     predictions = model.predict_frame(valid_features, explain=False)
     metrics = evaluate_predictions(predictions, valid_labels, threshold=result.threshold)
 
@@ -187,74 +216,201 @@ def log_and_register(
             "features.json",
         )
         mlflow.log_dict(model.describe(), "targets.json")
+        for path, content in (extra_artifacts or {}).items():
+            mlflow.log_dict(content, path)
         mlflow.log_figure(calibration_figure(predictions, valid_labels), "plots/calibration.png")
         mlflow.log_figure(pr_curve_figure(predictions, valid_labels), "plots/pr_curve.png")
         mlflow.set_tags({str(k): str(v) for k, v in tags.items()})
-
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=model,
             signature=model.signature(),
             input_example=model.input_example(valid_features),
-            registered_model_name=model_name,
             pip_requirements=_pip_requirements(),
         )
-        version = str(info.registered_model_version)
-        logger.info("Registered %s version %s from run %s", model_name, version, run_id)
 
-        challenger_pr_auc = metrics[GATE_TARGET][GATE_METRIC]
-        version_tags = {
-            **{str(k): str(v) for k, v in tags.items()},
-            "run_id": run_id,
-            "data_hash": result.data_hash,
-            **{f"window.{k}": v for k, v in result.split.boundaries().items()},
-            f"{GATE_TARGET}_{GATE_METRIC}": f"{challenger_pr_auc:.6f}",
-        }
-        for key, value in version_tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
+    challenger_pr_auc = metrics[GATE_TARGET][GATE_METRIC]
+    version_tags = {
+        **{str(k): str(v) for k, v in tags.items()},
+        "run_id": run_id,
+        "data_hash": result.data_hash,
+        **{f"window.{k}": v for k, v in result.split.boundaries().items()},
+        "feature_list": ",".join(model.feature_columns),
+        "n_features": str(len(model.feature_columns)),
+        **_metric_tags(metrics, extra_metrics),
+        f"{GATE_TARGET}_{GATE_METRIC}": f"{challenger_pr_auc:.6f}",
+    }
+    # The version and its tags are created in one call: a version without its data hash cannot exist.
+    version = str(mlflow.register_model(info.model_uri, model_name, tags=version_tags).version)
+    logger.info("Registered %s version %s from run %s", model_name, version, run_id)
 
-        comparison = _gate(
-            client,
-            model_name,
-            tracking_uri,
-            version,
-            challenger_pr_auc,
-            valid_features,
-            valid_labels,
-            margin=margin,
-            promote_if_champion_unusable=promote_if_champion_unusable,
-            threshold=result.threshold,
-        )
-        mlflow.log_metrics(
-            _finite(
-                {
-                    "gate_challenger_any_pr_auc": comparison.challenger_pr_auc,
-                    "gate_champion_any_pr_auc": comparison.champion_pr_auc,
-                    "gate_delta_any_pr_auc": None
-                    if comparison.champion_pr_auc is None
-                    else comparison.challenger_pr_auc - comparison.champion_pr_auc,
-                    "gate_margin": margin,
-                }
-            )
-        )
-        gate_tags = {
-            "gate.decision": comparison.decision,
-            "gate.reason": comparison.reason,
-            "gate.champion_version": comparison.champion_version or "",
-        }
-        mlflow.set_tags(gate_tags)
-        for key, value in gate_tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
-
+    comparison = complete_registration(
+        client,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        version=version,
+        run_id=run_id,
+        challenger_pr_auc=challenger_pr_auc,
+        valid_features=valid_features,
+        valid_labels=valid_labels,
+        margin=margin,
+        auto_promote=auto_promote,
+        promote_if_champion_unusable=promote_if_champion_unusable,
+        threshold=result.threshold,
+    )
     return RegisteredVersion(
         model_name=model_name,
         version=version,
-        is_champion=comparison.promoted,
+        is_champion=champion_version(model_name, tracking_uri) == version,
         comparison=comparison,
         run_id=run_id,
         model_uri=f"models:/{model_name}/{version}",
     )
+
+
+def complete_registration(
+    client,
+    *,
+    model_name: str,
+    tracking_uri: str,
+    version: str,
+    run_id: str,
+    challenger_pr_auc: float,
+    valid_features: pd.DataFrame,
+    valid_labels: pd.DataFrame,
+    margin: float,
+    auto_promote: bool,
+    promote_if_champion_unusable: bool,
+    threshold: float,
+) -> GateComparison:
+    """Give a registered version the ``challenger`` alias, run the gate, record its verdict.
+
+    Every step can be repeated: the alias is set again, the gate compares with whatever is champion
+    now. The verdict is recorded on the run (metrics, tags) and last on the version (tags), so a
+    version carrying ``gate.decision`` is known to be complete.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    comparison = _gate(
+        client,
+        model_name,
+        tracking_uri,
+        version,
+        challenger_pr_auc,
+        valid_features,
+        valid_labels,
+        margin=margin,
+        auto_promote=auto_promote,
+        promote_if_champion_unusable=promote_if_champion_unusable,
+        threshold=threshold,
+    )
+    gate_metrics = _finite(
+        {
+            "gate_challenger_any_pr_auc": comparison.challenger_pr_auc,
+            "gate_champion_any_pr_auc": comparison.champion_pr_auc,
+            "gate_delta_any_pr_auc": None
+            if comparison.champion_pr_auc is None
+            else comparison.challenger_pr_auc - comparison.champion_pr_auc,
+            "gate_margin": margin,
+        }
+    )
+    gate_tags = {
+        "gate.reason": comparison.reason,
+        "gate.champion_version": comparison.champion_version or "",
+        "gate.auto_promote": str(auto_promote).lower(),
+        GATE_DECISION_TAG: comparison.decision,
+    }
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in gate_metrics.items()],
+        tags=[RunTag(k, v) for k, v in gate_tags.items()],
+    )
+    for key, value in gate_tags.items():  # the decision goes last: it marks the version complete
+        client.set_model_version_tag(model_name, version, key, value)
+    return comparison
+
+
+def resume_registration(
+    model_name: str,
+    tracking_uri: str,
+    version: str,
+    *,
+    valid_features: pd.DataFrame,
+    valid_labels: pd.DataFrame,
+    threshold: float,
+    margin: float = 0.0,
+    auto_promote: bool = True,
+    promote_if_champion_unusable: bool = True,
+) -> RegisteredVersion:
+    """Finish a version whose registration stopped before its aliases and gate (no ``gate.decision``).
+
+    The version is loaded from the registry and scored on the validation features to get the
+    PR-AUC the gate needs, then :func:`complete_registration` runs as it would have.
+    """
+    import mlflow.pyfunc
+
+    from training.evaluate import evaluate_predictions
+
+    client = connect(tracking_uri)
+    registered = client.get_model_version(model_name, version)
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    features = _model_columns(list(input_kinds(model)), valid_features)
+    predictions = score(model, features, explain=False)
+    pr_auc = evaluate_predictions(predictions, valid_labels, threshold=threshold)[GATE_TARGET][GATE_METRIC]
+    logger.warning(
+        "Version %s of %s was registered without its aliases (the run stopped); setting `%s` and "
+        "running the gate now",
+        version,
+        model_name,
+        CHALLENGER,
+    )
+    comparison = complete_registration(
+        client,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        version=str(version),
+        run_id=registered.run_id,
+        challenger_pr_auc=pr_auc,
+        valid_features=features,
+        valid_labels=valid_labels,
+        margin=margin,
+        auto_promote=auto_promote,
+        promote_if_champion_unusable=promote_if_champion_unusable,
+        threshold=threshold,
+    )
+    return RegisteredVersion(
+        model_name=model_name,
+        version=str(version),
+        is_champion=champion_version(model_name, tracking_uri) == str(version),
+        comparison=comparison,
+        run_id=registered.run_id,
+        model_uri=f"models:/{model_name}/{version}",
+    )
+
+
+def _model_columns(columns: list[str], features: pd.DataFrame) -> pd.DataFrame:
+    """The model's feature columns of ``features``, in its order; other columns (ids) are dropped.
+
+    The champion is scored on the features this training used, which the pipeline now produces:
+    columns that are not features must not make it look unusable.
+    """
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise FeatureMismatchError(missing=missing, where="trained model")
+    return features.loc[:, columns]
+
+
+def _metric_tags(metrics: dict[str, dict[str, float]], extra_metrics: dict) -> dict[str, str]:
+    """The headline metrics as version tags: any-hold decision metrics, PR-AUC per reason, the
+    caller's PR-AUC figures (oracle, baselines, the model/oracle ratio)."""
+    chosen = {
+        f"{GATE_TARGET}_{k}": metrics[GATE_TARGET][k] for k in ("roc_auc", "brier", "precision", "recall")
+    }
+    chosen.update({f"{t}_pr_auc": m["pr_auc"] for t, m in metrics.items() if t != GATE_TARGET})
+    chosen.update({k: v for k, v in extra_metrics.items() if "pr_auc" in k})
+    return {f"metric.{k}": f"{v:.6f}" for k, v in _finite(chosen).items()}
 
 
 def _gate(
@@ -267,16 +423,20 @@ def _gate(
     valid_labels: pd.DataFrame,
     *,
     margin: float,
+    auto_promote: bool,
     promote_if_champion_unusable: bool,
     threshold: float,
 ) -> GateComparison:
-    """Compare the new version with the champion on the same features and move the alias if it wins."""
+    """Compare the new version with the champion on the same features; move the alias if it wins and may."""
     from mlflow.exceptions import MlflowException
 
     from training.evaluate import evaluate_predictions
 
     def verdict(decision, champion, champion_pr_auc, reason):
-        if decision != KEPT_CHAMPION:
+        if decision in MOVES_ALIAS and not auto_promote:
+            decision = AWAITING_PERSON
+            reason += "; automatic promotion is off (HOLDCAST_AUTO_PROMOTE): a person moves `champion`"
+        if decision in MOVES_ALIAS:
             client.set_registered_model_alias(model_name, CHAMPION, version)
         logger.info("Promotion gate for %s version %s: %s (%s)", model_name, version, decision, reason)
         return GateComparison(decision, version, challenger_pr_auc, champion, champion_pr_auc, margin, reason)
@@ -284,6 +444,8 @@ def _gate(
     current = champion_version(model_name, tracking_uri)
     if current is None:
         return verdict(FIRST_CHAMPION, None, None, "no champion yet: the first version takes the alias")
+    if current == str(version):
+        return verdict(ALREADY_CHAMPION, current, None, "the version already carries `champion`")
 
     try:
         champion_model, current = load_champion(model_name, tracking_uri)

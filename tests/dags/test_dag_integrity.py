@@ -34,6 +34,7 @@ def test_dag_files_exist():
         "holdcast_features",
         "holdcast_train",
         "holdcast_score",
+        "holdcast_monitor",
     }
 
 
@@ -83,3 +84,17 @@ def test_assets_chain_the_dags(dagbag):
     }
     assert schedule_uris["holdcast_features"] == {CANONICAL_TABLES.uri}
     assert schedule_uris["holdcast_score"] == {ORDER_FEATURES.uri}
+
+
+def test_monitor_follows_scoring_and_its_retrain_request_starts_training(dagbag):
+    """holdcast_monitor runs after each scoring run and daily; its request starts holdcast_train, which
+    keeps its weekly schedule as well."""
+    from include.assets import ERP_ORDER_STATUS, RETRAIN_REQUEST
+
+    monitor, train = dagbag.dags["holdcast_monitor"], dagbag.dags["holdcast_train"]
+    assert {a.uri for a in monitor.timetable.asset_condition.objects} == {ERP_ORDER_STATUS.uri}
+    assert monitor.timetable.timetable.expression == "0 6 * * *"
+    produced = {o.uri for t in monitor.tasks for o in t.outlets}
+    assert produced == {RETRAIN_REQUEST.uri}
+    assert {a.uri for a in train.timetable.asset_condition.objects} == {RETRAIN_REQUEST.uri}
+    assert train.timetable.timetable.expression == "0 0 * * 0"  # @weekly
