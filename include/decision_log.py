@@ -96,6 +96,19 @@ def data_check(as_of: datetime) -> DataCheck:
     return check
 
 
+def fail_safe(as_of: datetime, policy: Policy) -> str | None:
+    """Why auto-release is off for a run on ``as_of``: its data check, or the monitor's switch; else None."""
+    from include import monitoring
+
+    why = data_check(as_of).fail_safe(policy)
+    if why is None and not monitoring.auto_release_allowed():
+        why = (
+            "auto-release is switched off by the monitor until a person switches it on "
+            "(python -m include.monitoring auto-release status)"
+        )
+    return why
+
+
 def feature_hashes(features: pd.DataFrame) -> list[str]:
     """A hash of each feature row (values in the given column order), to prove later what was scored."""
     import pandas as pd

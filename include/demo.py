@@ -5,8 +5,8 @@ What it does, all under ``HOLDCAST_HOME`` (``.holdcast/``, git-ignored):
 1. points Airflow at its own home (SQLite metadata, the project's ``dags/``) and migrates its database;
 2. for ``--dataset demo``, generates the demo ERP (SQLite) and the bureau/CRM/sanctions file extracts,
    unless the same world is already there;
-3. runs the four DAGs for one interval with ``airflow dags test``: ingest -> features -> train -> score
-   (on a scheduler the assets chain them; here they run one after the other);
+3. runs the DAGs for one interval with ``airflow dags test``: ingest -> features -> train -> score ->
+   notify -> credit limits (on a scheduler assets and schedules chain them; here they run in turn);
 4. prints a summary: orders scored, at-risk orders by reason, the model version behind ``champion``,
    and where the MLflow UI, the written-back statuses and the logs are.
 
@@ -31,7 +31,14 @@ from include.dag_defaults import START_DATE
 
 logger = logging.getLogger("holdcast.demo")
 
-DAG_CHAIN = ("holdcast_ingest", "holdcast_features", "holdcast_train", "holdcast_score")
+DAG_CHAIN = (
+    "holdcast_ingest",
+    "holdcast_features",
+    "holdcast_train",
+    "holdcast_score",
+    "holdcast_notify",
+    "holdcast_credit_limits",
+)
 DEFAULT_AS_OF = {"demo": "2025-06-30", "dataco": "2018-02-01"}
 
 
@@ -199,6 +206,7 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
         lines.append(f"  {'PR-AUC model / oracle':<28}{ratio:.3f}")
     reports = config.HOLDCAST_LAKE_DIR.get() / "reports" / "validation" / f"as_of={as_of[:10]}"
     data_docs = data_docs_index(config.HOLDCAST_GX_DIR.get())
+    lines += _action_lines(decisions, as_of[:10])
     lines.append(f"  rows quarantined            {int(quarantine['n'].sum())}")
     for row in quarantine.sort_values("n", ascending=False).head(5).itertuples():
         lines.append(f"    {row.table_name}: {row.rules}  {row.n}")
@@ -214,6 +222,42 @@ def summary(home: Path, dataset: str, as_of: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _action_lines(decisions, label: str) -> list[str]:
+    """Decisions per team, the outbox, and the credit-limit recommendations of the interval."""
+    import pandas as pd
+    from sqlalchemy import create_engine, inspect
+
+    at_risk = decisions[decisions["at_risk"].astype(bool)]
+    teams = at_risk["team"].value_counts()
+    lines = [f"  at risk by team             {', '.join(f'{t} {n}' for t, n in teams.items()) or 'none'}"]
+    if "auto_release" in decisions.columns:
+        lines.append(f"  auto-release candidates     {int(decisions['auto_release'].astype(bool).sum())}")
+    outbox = config.HOLDCAST_OUTBOX_DIR.get() / label
+    index = outbox / "index.json"
+    if index.exists():
+        sent = json.loads(index.read_text())
+        lines.append(
+            f"  outbox (team messages)      {outbox}  ({len(sent['messages'])} messages, "
+            f"{sent['customer_drafts']} customer drafts)"
+        )
+    engine = create_engine(config.HOLDCAST_WAREHOUSE_URL.get())
+    if inspect(engine).has_table("credit_limit_recommendations"):
+        with engine.connect() as conn:
+            limits = pd.read_sql(
+                "SELECT decision, COUNT(*) AS n, SUM(change) AS change FROM credit_limit_recommendations "
+                "WHERE as_of = :a GROUP BY 1 ORDER BY 1",
+                conn,
+                params={"a": label},
+            )
+        lines.append(
+            "  credit-limit recommendations "
+            + ", ".join(f"{r.decision} {r.n} ({r.change:+,.0f})" for r in limits.itertuples())
+        )
+        queue = config.HOLDCAST_OUTBOX_DIR.get() / "credit_limit_review" / f"{label}.csv"
+        lines.append(f"  limit review queue          {queue}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

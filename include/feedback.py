@@ -14,7 +14,10 @@ How training uses them (:func:`feedback_labels`): each (order, reason) with feed
 order would have been held had nobody acted), 0 when it was not real (``released``, ``false_alarm``).
 Training should let these labels replace the ERP-derived ``label_<reason>`` (and ``label_any``) of the
 same orders: an order someone fixed before the ERP could block it shows no hold in the ERP, which
-would otherwise teach the model that the risk was not there.
+would otherwise teach the model that the risk was not there. Every recorded feedback rewrites
+``<dataset home>/feedback/labels.parquet`` (:func:`write_training_labels`): one row per order with
+``label_any`` and the ``label_<reason>`` columns feedback gave, the file training lays over the
+ERP's outcomes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TABLE = "feedback"
+TRAINING_LABELS_FILE = "feedback/labels.parquet"
+"""Under the dataset's home: the labels training reads (see :func:`write_training_labels`)."""
 ACTION_LABELS = {
     "held": 1,
     "contacted_customer": 1,
@@ -111,6 +116,7 @@ def record_feedback(record: dict[str, Any]) -> dict[str, Any]:
     with eng.begin() as conn:
         metadata.create_all(conn)
         row["id"] = conn.execute(table.insert().values(**row)).inserted_primary_key[0]
+    write_training_labels()
     logger.info(
         "Feedback %s on order %s (reason %s) by %s",
         row["action"],
@@ -164,6 +170,30 @@ def feedback_labels(records: pd.DataFrame | None = None) -> pd.DataFrame:
         .sort_values(["order_id", "reason"])
         .reset_index(drop=True)
     )
+
+
+def training_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """Per order: ``label_any`` (1 when feedback confirmed a reason) and ``label_<reason>`` per reason given.
+
+    Args:
+        labels: :func:`feedback_labels` output.
+    """
+    wide = labels.pivot_table(index="order_id", columns="reason", values="label", aggfunc="max")
+    wide.columns = [f"label_{r}" for r in wide.columns]
+    wide = wide.drop(columns=[f"label_{canonical.UNSPECIFIED_REASON}"], errors="ignore")
+    out = wide.assign(label_any=labels.groupby("order_id")["label"].max().astype(int))
+    return out[["label_any", *sorted(c for c in out.columns if c != "label_any")]]
+
+
+def write_training_labels() -> str:
+    """Rewrite the training-labels file from every stored record; return its path."""
+    from include import config
+
+    path = config.dataset_home() / TRAINING_LABELS_FILE
+    frame = training_labels(feedback_labels())
+    warehouse.write_parquet(frame, path)
+    logger.info("Feedback labels for training: %s orders at %s", len(frame), path)
+    return str(path)
 
 
 def create_app():

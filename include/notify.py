@@ -362,13 +362,13 @@ def _decisions_of(label: str) -> tuple[pd.DataFrame, set[str]]:
 
 def notify_teams(as_of: datetime, context: dict | None = None) -> dict[str, Any]:
     """Build the run's team messages and customer drafts, write them to the outbox, and send them if asked."""
-    from include.decision_log import data_check
+    from include.decision_log import fail_safe as fail_safe_of
     from include.decisions import load_policy
 
     label = warehouse.as_of_label(as_of)
     policy = load_policy(config.HOLDCAST_POLICY_FILE.get())
     decisions, earlier = _decisions_of(label)
-    fail_safe = data_check(as_of).fail_safe(policy)
+    fail_safe = fail_safe_of(as_of, policy)
     digests = team_digests(decisions, earlier, policy, as_of=label, fail_safe=fail_safe)
     drafts = customer_drafts(decisions, policy, as_of=label)
     summary = {

@@ -408,11 +408,13 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
 def _score_and_decide(features, orders, open_ids, model, model_name, version, policy, label):
     """Scores and policy decisions of the orders ``open_ids``; an order's decision depends on its row only."""
     from features.build import FEATURE_COLUMNS
+    from include import clearing, decision_log
     from include.decisions import decide
     from training.score import score
 
     # Explanations are costly; only orders that can land in an at-risk band need them.
     scores = score(model, features.loc[open_ids, FEATURE_COLUMNS], explain_min_p=policy.lowest_at_risk_min)
+    as_of = warehouse.parse_as_of_label(label)
     decisions = decide(
         scores,
         features.loc[open_ids],
@@ -421,6 +423,9 @@ def _score_and_decide(features, orders, open_ids, model, model_name, version, po
         model_name=model_name,
         model_version=version,
         as_of=label,
+        # Failed validation, changed source columns or the monitor's switch turn auto-release off.
+        fail_safe=decision_log.fail_safe(as_of, policy),
+        overdue=clearing.overdue_at(as_of),
     )
     return decisions
 
@@ -431,10 +436,12 @@ def _publish_decisions(decisions, label, model_name, version, policy, *, dry_run
     Both writes are idempotent (the warehouse rows of the interval are replaced; the ERP upsert skips a
     decision whose hash it already holds), so running this again after a failure writes nothing twice.
     """
+    from include import decision_log
     from include.hooks import ErpSqlHook
     from include.writeback import write_back
 
     warehouse.replace_rows("decisions", decisions, where={"as_of": label})
+    logged = decision_log.record(decisions, warehouse.parse_as_of_label(label))
     if config.HOLDCAST_WRITEBACK_TARGET.get() == "sap":
         from include.sap.writeback import write_back_to_sap
 
@@ -457,6 +464,8 @@ def _publish_decisions(decisions, label, model_name, version, policy, *, dry_run
         "model_name": model_name,
         "model_version": str(version),
         "policy_version": policy.version,
+        "auto_release": int(decisions["auto_release"].sum()),
+        "validation_passed": logged["validation_passed"],
         "write_back": counts,
     }
     logger.info("Scored: %s", summary)

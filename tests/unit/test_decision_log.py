@@ -108,3 +108,12 @@ def test_log_keeps_model_feature_hash_validation_and_policy(holdcast_home):
     decision_log.record(decisions, AS_OF, features=features)
     with create_engine(config.HOLDCAST_WAREHOUSE_URL.get()).connect() as conn:
         assert pd.read_sql("SELECT COUNT(*) AS n FROM decision_log", conn)["n"].iloc[0] == 2
+
+
+def test_monitor_switch_turns_auto_release_off(holdcast_home, policy):
+    from include import monitoring
+
+    _write_reports("erp", [_report()])
+    assert decision_log.fail_safe(AS_OF, policy) is None
+    monitoring.set_control("auto_release", False, reason="drift", as_of="2025-06-30", changed_by="test")
+    assert decision_log.fail_safe(AS_OF, policy).startswith("auto-release is switched off by the monitor")

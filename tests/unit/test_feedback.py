@@ -28,6 +28,10 @@ def decided(holdcast_home):
     return holdcast_home
 
 
+def holdcast_home_labels(home):
+    return home / "demo" / feedback.TRAINING_LABELS_FILE
+
+
 def test_cli_records_and_labels(decided, capsys):
     assert feedback.main(["record", "--order", "O1", "--action", "limit_changed", "--by", "ana"]) == 0
     row = json.loads(capsys.readouterr().out)
@@ -41,6 +45,12 @@ def test_cli_records_and_labels(decided, capsys):
         {"order_id": "O1", "reason": "credit", "label": 1, "action": "limit_changed"},
         {"order_id": "O2", "reason": "payment", "label": 0, "action": "false_alarm"},
     ]
+    # The file training lays over the ERP's outcomes: one row per order.
+    written = pd.read_parquet(holdcast_home_labels(decided)).astype(object)
+    assert written.where(written.notna(), None).to_dict("index") == {
+        "O1": {"label_any": 1, "label_credit": 1.0, "label_payment": None},
+        "O2": {"label_any": 0, "label_credit": None, "label_payment": 0.0},
+    }
     assert feedback.main(["list", "--order", "O2"]) == 0
     assert capsys.readouterr().out.count("O2") == 2
 
