@@ -252,7 +252,7 @@ def _action_lines(decisions, label: str) -> list[str]:
                 params={"a": label},
             )
         lines.append(
-            "  credit-limit recommendations "
+            "  limit recommendations       "
             + ", ".join(f"{r.decision} {r.n} ({r.change:+,.0f})" for r in limits.itertuples())
         )
         queue = config.HOLDCAST_OUTBOX_DIR.get() / "credit_limit_review" / f"{label}.csv"
