@@ -65,6 +65,7 @@ def _tables(n_orders: int, seed: int) -> dict[str, pd.DataFrame]:
             "amount": np.round(rng.lognormal(7.0, 1.0, n_orders), 2),
             "segment": pd.array(np.array(["SMB", "MIDMARKET", "ENTERPRISE"])[customer % 3], "string"),
             "payment_method": pd.array(np.array(["invoice", "card"])[rng.integers(0, 2, n_orders)], "string"),
+            "ship_to_country": pd.array(np.array(["DE", "FR", "US"])[customer % 3], "string"),
             "status": pd.array(
                 np.where(np.arange(n_orders) >= 2 * n_orders // 3, "open", "closed"), "string"
             ),
@@ -139,13 +140,20 @@ def source(tmp_path_factory):
     snapshot.mkdir()
     features.to_parquet(snapshot / "features.parquet")
     labels.to_parquet(snapshot / "labels.parquet")
-    orders.set_index("order_id")[pipeline.ORDER_COLUMNS].to_parquet(snapshot / "orders.parquet")
+    orders.set_index("order_id")[[*pipeline.ORDER_COLUMNS, "ship_to_country"]].to_parquet(
+        snapshot / "orders.parquet"
+    )
     return {"root": root, "snapshot": snapshot, "tracking_uri": f"sqlite:///{store / 'mlflow.db'}"}
 
 
-def _home(source, name: str) -> tuple[Path, dict[str, str]]:
-    """A fresh holdcast home holding the shared snapshot, scoring with the shared champion."""
-    home = source["root"] / name
+def _home(source) -> tuple[Path, dict[str, str]]:
+    """A fresh holdcast home holding the shared snapshot, scoring with the shared champion.
+
+    Every run uses the same folder, emptied first: decisions may name files of their home (the notes
+    point at the validation report), so runs are compared at the same path.
+    """
+    home = source["root"] / "home"
+    shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(source["snapshot"], _snapshot(home))
     env = demo.environment(home, "demo")
     env["MLFLOW_TRACKING_URI"] = source["tracking_uri"]
@@ -182,7 +190,7 @@ def reference(source):
     """The unsharded run's warehouse decisions, ERP statuses and audit."""
     from include import pipeline
 
-    home, env = _home(source, "unsharded")
+    home, env = _home(source)
     with pytest.MonkeyPatch.context() as monkeypatch:
         _use(monkeypatch, env)
         summary = pipeline.score_open_orders(pipeline.warehouse.parse_as_of_label(AS_OF))
@@ -211,7 +219,7 @@ pipeline.score_shard(json.loads(sys.argv[1]))
 def test_killed_shard_run_again_gives_the_unsharded_result(source, reference, monkeypatch):
     from include import pipeline
 
-    home, env = _home(source, "killed_shard")
+    home, env = _home(source)
     _use(monkeypatch, env)
     as_of = pipeline.warehouse.parse_as_of_label(AS_OF)
     plan = pipeline.plan_scoring(as_of, shards=3)
@@ -245,7 +253,7 @@ def test_killed_shard_run_again_gives_the_unsharded_result(source, reference, mo
 
 
 def test_airflow_run_in_shards_equals_unsharded(source, reference):
-    home, env = _home(source, "airflow")
+    home, env = _home(source)
     env["HOLDCAST_SCORE_SHARDS"] = "3"
     env["HOLDCAST_TASK_RETRIES"] = "0"
     log = home / "airflow.log"
