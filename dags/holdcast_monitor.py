@@ -3,11 +3,11 @@
 
 After each scoring run (the `ERP order status` asset) and daily at 06:00 UTC (so a day whose ingest
 failed validation, and therefore scored nothing, is still looked at). Measures the drift (PSI) of
-every feature and score between the champion's training window and the recent orders, the realized
-performance of each model version once outcomes are known, and reads the interval's validation
-reports. Results go to the warehouse table `holdcast_monitoring` and an MLflow run of the experiment
-`holdcast-<dataset>-monitoring`. Beyond the thresholds it alerts (log and
-`<dataset home>/outbox/monitoring/`), switches auto-release off (`holdcast_controls`) and emits the
+every feature and score between the newest slice of the champion's training window and the recent
+orders, the realized performance of each model version once outcomes are known, and reads the
+interval's validation reports. Results go to the warehouse table `holdcast_monitoring` and an MLflow
+run of the experiment `holdcast-<dataset>-monitoring`. Beyond the thresholds it alerts (log and
+`<outbox>/monitoring/`), switches auto-release off (`holdcast_controls`) and emits the
 `retrain-request` asset, which starts `holdcast_train`.
 """
 

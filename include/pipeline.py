@@ -176,12 +176,14 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
     extra.update(_oracle(split.valid_ids, y))
     if extra.get("oracle_pr_auc"):
         extra["any_pr_auc_oracle_ratio"] = result.metrics["any"]["pr_auc"] / extra["oracle_pr_auc"]
-    train_x = x.loc[split.train_ids]
+    # Drift is measured against the newest slice of the training window (the calibration slice): the
+    # whole window starts where customers have no history yet, so its counts would always look drifted.
+    reference_x = x.loc[split.calib_ids]
     profile = monitoring.reference_profile(
-        train_x,
-        result.model.predict_frame(train_x, explain=False),
+        reference_x,
+        result.model.predict_frame(reference_x, explain=False),
         categorical=CATEGORICAL_COLUMNS,
-        window=split.boundaries(),
+        window={"start": split.calib_start.isoformat(), "end": split.valid_start.isoformat()},
     )
     label = warehouse.as_of_label(snap_as_of)
     validation = monitoring.validation_summary(snap_as_of)
