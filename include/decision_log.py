@@ -69,7 +69,7 @@ def data_check(as_of: datetime) -> DataCheck:
     folder = warehouse.lake_path("reports", "validation", f"as_of={label}")
     paths = sorted(folder.glob("*.json"))
     if not paths:
-        return DataCheck(label, False, [f"no validation report under {folder}"])
+        return DataCheck(label, False, [f"no validation report for {label} (run holdcast_ingest for it)"])
     tolerance = config.HOLDCAST_QUARANTINE_TOLERANCE.get()
     problems, drift = [], []
     for path in paths:

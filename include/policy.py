@@ -142,7 +142,8 @@ class Policy:
         risk = np.asarray(risk, dtype=float)
         out = _bands_of(risk, self.bands)
         if segments is not None and self.segment_bands:
-            seg = np.asarray(segments, dtype=object)
+            # A missing segment (None, NaN or pandas' NA) has no bands of its own: the default ones apply.
+            seg = np.array([x if isinstance(x, str) else None for x in segments], dtype=object)
             for name, bands in self.segment_bands.items():
                 mine = seg == name
                 if mine.any():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -25,6 +26,9 @@ def test_shipped_policy_reads_every_section():
     assert policy.costs["auto_release_thresholds"][0] == 0.02
     # Enterprise customers have their own, higher bands.
     assert policy.bands_of([0.65, 0.65], ["ENTERPRISE", "SMB"]).tolist() == ["medium", "high"]
+    # A customer with no segment gets the default bands, whatever "missing" looks like.
+    missing = pd.Series(["ENTERPRISE", pd.NA, None], dtype="object")
+    assert policy.bands_of([0.65, 0.65, 0.65], missing).tolist() == ["medium", "high", "high"]
     assert policy.lowest_at_risk_min == 0.30
 
 
