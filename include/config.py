@@ -72,11 +72,20 @@ def _home() -> str:
 
 
 HOLDCAST_HOME = Setting("HOLDCAST_HOME", Path, _home, "Folder for every file a run writes.")
+def _dataset_name(raw: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", raw):
+        raise ValueError("expected a name of lower-case letters, digits and _ (a mapping's 'datasets' entry)")
+    return raw
+
+
 HOLDCAST_DATASET = Setting(
     "HOLDCAST_DATASET",
-    _choice("demo", "dataco"),
+    _dataset_name,
     lambda: "demo",
-    "Which world the DAGs ingest: the generated demo ERP or the DataCo public sample.",
+    "Which sources the DAGs ingest: the mappings whose 'datasets' name it (demo: the generated demo ERP; "
+    "dataco: the DataCo public sample; sap, receivables or your own).",
 )
 
 

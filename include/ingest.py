@@ -47,7 +47,14 @@ source may simply deliver later."""
 
 def sources(dataset: str | None = None) -> dict[str, mapping.Mapping]:
     """The source mappings a run of ``dataset`` (default ``HOLDCAST_DATASET``) reads, by source name."""
-    return mapping.for_dataset(dataset or config.HOLDCAST_DATASET.get(), config.HOLDCAST_MAPPINGS_DIR.get())
+    name = dataset or config.HOLDCAST_DATASET.get()
+    found = mapping.for_dataset(name, config.HOLDCAST_MAPPINGS_DIR.get())
+    if not found:
+        raise MissingSourceError(
+            f"no mapping in {config.HOLDCAST_MAPPINGS_DIR.get()} names dataset {name!r} in its 'datasets' "
+            "list: add one, or set HOLDCAST_DATASET to a dataset that has mappings"
+        )
+    return found
 
 
 def source_names(dataset: str | None = None) -> list[str]:

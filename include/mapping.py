@@ -69,6 +69,7 @@ _FIELD_KEYS = {
     "case",
     "pad_numeric",
     "thousands",
+    "decimal",
     "formats",
     "timezone",
     "true",
@@ -429,11 +430,15 @@ def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
             for pos in bad.index[bad]:
                 rules.setdefault(int(pos), []).append(rule)
     if tmap.distinct:
-        key = list(canonical.TABLES[table].key)
-        keep = ~out[key].duplicated(keep="first") | out[key].isna().any(axis=1)
-        dropped = out.index[~keep]
+        # Only a clean row that repeats an earlier clean row word for word is the same record again.
+        # A row that broke a rule goes on to quarantine; two clean rows that disagree under one key go
+        # on to validation, which keeps the first and quarantines the other as a key conflict.
+        clean = pd.Series(~out.index.isin(list(rules)), index=out.index)
+        signature = out[clean].astype("string").fillna("\x00")
+        repeat = pd.Series(False, index=out.index)
+        repeat[clean] = signature.duplicated(keep="first")
+        keep = ~repeat
         out, text = out[keep], text[keep]
-        rules = {k: v for k, v in rules.items() if k not in set(dropped)}
         out, text = out.reset_index(drop=True), text.reset_index(drop=True)
         positions = {old: new for new, old in enumerate(keep.index[keep])}
         rules = {positions[k]: v for k, v in rules.items()}
@@ -491,14 +496,7 @@ def read_values(values: pd.Series, fmap: FieldMap) -> tuple[pd.Series, pd.Series
             out = out.where(~digits, out.str.lstrip("0").str.zfill(width))
         return out, pd.Series(False, index=values.index)
     if fmap.type in ("decimal", "int"):
-        cleaned = values
-        if opts.get("thousands"):
-            cleaned = cleaned.str.replace(opts["thousands"], "", regex=False)
-        out = pd.to_numeric(cleaned, errors="coerce")
-        bad = present & out.isna()
-        if fmap.type == "int":
-            bad |= present & out.notna() & (out != out.round())
-        return out.where(~bad), bad
+        return _read_numbers(values, fmap.type, opts.get("thousands"), opts.get("decimal", "."))
     if fmap.type == "date":
         return _read_dates(values, opts["formats"], opts.get("timezone", "UTC"))
     if fmap.type == "bool":
@@ -516,6 +514,46 @@ def read_values(values: pd.Series, fmap: FieldMap) -> tuple[pd.Series, pd.Series
             out = out.where(~unknown, values)
         return out, unknown if policy == "quarantine" else pd.Series(False, index=values.index)
     raise ValueError(f"unknown field type {fmap.type!r}")
+
+
+_INT_LIMIT = 2**53
+"""Whole numbers beyond this lose digits in a float and overflow Int64 on the way: quarantined."""
+
+
+def _read_numbers(
+    values: pd.Series, kind: str, thousands: str | None, decimal: str
+) -> tuple[pd.Series, pd.Series]:
+    """Read numbers written with the declared separators; anything else, or not finite, does not read.
+
+    With a thousands separator declared, a value using it must group digits by three ("1,204.50"):
+    "1.5" under ``thousands: "."`` is refused rather than read as 15.
+    """
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    present = values.notna()
+    cleaned = values
+    fits = pd.Series(True, index=values.index)
+    if thousands:
+        t, d = re.escape(thousands), re.escape(decimal)
+        grouped = rf"^[+-]?\d{{1,3}}({t}\d{{3}})+({d}\d*)?$"
+        uses = values.str.contains(thousands, regex=False).fillna(False).astype(bool)
+        fits &= ~uses | values.str.match(grouped).fillna(False).astype(bool)
+        cleaned = cleaned.str.replace(thousands, "", regex=False)
+    if decimal != ".":
+        # With a decimal comma, a point is no decimal mark: "1.5" is not one and a half.
+        fits &= ~cleaned.str.contains(".", regex=False).fillna(False).astype(bool)
+        cleaned = cleaned.str.replace(decimal, ".", regex=False)
+    # Only plain numbers: "inf", "nan" and hexadecimal are words to pandas, not amounts.
+    fits &= cleaned.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").fillna(False).astype(bool)
+    out = pd.to_numeric(cleaned.where(fits), errors="coerce").astype("float64")
+    bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
+    if kind == "int":
+        bad |= present & out.notna() & ((out != out.round()) | (out.abs() > _INT_LIMIT))
+    bad = bad.fillna(False).astype(bool)
+    return out.where(~bad), bad
 
 
 def _read_dates(values: pd.Series, formats: list[str], timezone: str) -> tuple[pd.Series, pd.Series]:

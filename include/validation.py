@@ -1,15 +1,19 @@
 """Validate one source batch of one canonical table: good rows go on, bad rows go to quarantine.
 
-Three stages, each recording the rule a row broke:
+Stages, each recording the rule a row broke:
 
 1. **Schema**: a missing required column fails the batch (nothing can be read without it); a missing
-   optional column is added empty and an unexpected one dropped, both reported as drift.
-2. **Parsing**: each value is parsed to its canonical kind; a value that does not parse (an amount of
-   ``abc``, a date no declared format fits) quarantines its row with rule ``parse_<kind>:<column>``.
-   Rows repeating a key already seen are quarantined with ``duplicate_key``.
-3. **Great Expectations**: a suite per table (required values present, codes in their sets, ranges,
-   ordered dates) run on the parsed rows; each unexpected row is quarantined with the expectation
-   that caught it. Table-level expectations (at least one row, unique key) fail the batch.
+   optional column is added empty and an unexpected one dropped, both reported as drift. A mapped
+   source reports drift of its *source* columns instead (see :mod:`include.mapping`).
+2. **Parsing**: rules the source's mapping already found (``map_<type>:<field>``), then each value
+   parsed to its canonical kind (``parse_<kind>:<column>``).
+3. **References**: a row naming a parent the same source did not deliver (``ref_integrity``).
+4. **Great Expectations**: a suite per source table (required values present, codes in their sets,
+   ranges, ordered dates) run on the rows still clean; each unexpected row is quarantined with the
+   expectation that caught it. Table-level expectations (freshness, row count against the previous
+   batch) fail the batch, as does a batch with no row at all.
+5. **Keys**, among the rows still clean: the same record again is ``duplicate_row`` (kept once, not
+   counted against the tolerance), another record under a key already seen is ``duplicate_key``.
 
 Every input row ends in exactly one of ``good`` or ``quarantine``. The batch fails loudly only when a
 table-level rule breaks or the quarantined share passes the tolerance.
@@ -169,16 +173,6 @@ def validate(
         for row in bad:
             rules.setdefault(row, []).append(f"parse_{col.kind}:{col.name}")
 
-    keyed = parsed[~parsed.index.isin(list(rules))].dropna(subset=list(spec.key))
-    dup = keyed[list(spec.key)].duplicated(keep="first")
-    if dup.any():
-        # The same record delivered twice is harmless and kept once; two different records under one
-        # key are a conflict. Both land in quarantine, only the conflict counts against the tolerance.
-        same = keyed.drop(columns=[ROW]).astype("string").fillna("\x00").duplicated(keep="first")
-        for row in keyed.index[dup]:
-            rule = ("duplicate_row:" if same[row] else "duplicate_key:") + ",".join(spec.key)
-            rules.setdefault(int(row), []).append(rule)
-
     candidates = parsed[~parsed.index.isin(list(rules))]
     table_failures: list[str] = []
     if len(candidates):
@@ -193,6 +187,17 @@ def validate(
             rules.setdefault(row, []).append(rule)
     elif not allow_empty:
         table_failures.append("expect_table_row_count_to_be_between(min_value=1)")
+
+    keyed = parsed[~parsed.index.isin(list(rules))].dropna(subset=list(spec.key))
+    dup = keyed[list(spec.key)].duplicated(keep="first")
+    if dup.any():
+        # Only rows that broke no other rule compete for a key, so a broken row never pushes out a good
+        # one. The same record delivered twice is harmless and kept once; two different records under
+        # one key are a conflict. Both land in quarantine, only the conflict counts against tolerance.
+        same = keyed.drop(columns=[ROW]).astype("string").fillna("\x00").duplicated(keep="first")
+        for row in keyed.index[dup]:
+            rule = ("duplicate_row:" if same[row] else "duplicate_key:") + ",".join(spec.key)
+            rules.setdefault(int(row), []).append(rule)
 
     bad_rows = sorted(rules)
     good = canonical.coerce(table, parsed[~parsed.index.isin(bad_rows)]).reset_index(drop=True)
@@ -253,11 +258,11 @@ def _parse(values: pd.Series, kind: str) -> tuple[pd.Series, list[int]]:
     if kind == "str":
         return text.where(present), []
     if kind in ("float", "int"):
-        out = pd.to_numeric(text.where(present), errors="coerce")
+        out = pd.to_numeric(text.where(present), errors="coerce").astype("float64")
+        # An infinite amount is no amount; a whole number beyond 2**53 has already lost digits.
+        bad = present & (out.isna() | (out.abs() == float("inf")))
         if kind == "int":
-            bad = present & (out.isna() | (out != out.round()))
-        else:
-            bad = present & out.isna()
+            bad |= present & ((out != out.round()) | (out.abs() > 2**53))
     elif kind == "ts":
         out = pd.to_datetime(text.where(present), utc=True, format="ISO8601", errors="coerce")
         bad = present & out.isna()

@@ -22,7 +22,7 @@ def test_dataset_keeps_its_own_lake_and_model(holdcast_home, monkeypatch):
     [
         ("HOLDCAST_QUARANTINE_TOLERANCE", "1.5", "between 0 and 1"),
         ("HOLDCAST_QUARANTINE_TOLERANCE", "lots", "HOLDCAST_QUARANTINE_TOLERANCE='lots'"),
-        ("HOLDCAST_DATASET", "sap", "expected one of demo, dataco"),
+        ("HOLDCAST_DATASET", "My Data", "lower-case letters, digits and _"),
         ("HOLDCAST_LABEL_HORIZON_DAYS", "0", "positive whole number"),
     ],
 )

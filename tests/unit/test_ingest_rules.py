@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
 from include import config, ingest, validation, warehouse
+from include.errors import MissingSourceError
 
 AS_OF = datetime(2025, 6, 30, tzinfo=UTC)
 
@@ -235,3 +236,34 @@ def test_a_file_delivered_twice_is_read_once_and_every_drop_file_is_read(ledger)
     assert summary["tables"]["invoices"] == {"good": 3, "quarantined": 0, "after_interval": 0}
     good = warehouse.read_canonical(AS_OF)["invoices"]
     assert sorted(good["order_id"]) == ["T0", "T1", "T2"]
+
+
+def test_a_dataset_of_ones_own_runs_and_one_without_mappings_is_named(ledger, monkeypatch):
+    ledger([_row(0)])
+    monkeypatch.setenv("HOLDCAST_DATASET", "t")
+    assert ingest.source_names() == ["ledger"]
+    monkeypatch.setenv("HOLDCAST_DATASET", "nothing_here")
+    with pytest.raises(MissingSourceError, match=r"no mapping in .* names dataset 'nothing_here'"):
+        ingest.source_names()
+
+
+def test_a_derived_table_keeps_the_first_clean_row_and_flags_disagreement(ledger, monkeypatch):
+    monkeypatch.setenv("HOLDCAST_QUARANTINE_TOLERANCE", "1.0")
+    rows = [
+        _row(0, cust="7", cust_name=""),  # customer 7's first row has no name: broken
+        _row(1, cust="7", cust_name="Seven Ltd"),  # a clean row of customer 7 follows
+        _row(2, cust="7", cust_name="Seven Ltd"),  # the same again: one record
+        _row(3, cust="8", cust_name="Eight"),
+        _row(4, cust="8", cust_name="Eight GmbH"),  # customer 8 under another name: a conflict
+    ]
+    ledger(rows)
+    ingest.ingest_source("ledger", AS_OF, dataset="t")
+    customers = warehouse.read_canonical(AS_OF)["customers"].set_index("customer_id")
+    assert customers["name"].to_dict() == {"000007": "Seven Ltd", "000008": "Eight"}
+    q = _quarantine().query("table_name == 'customers'")
+    assert dict(zip(q["row_number"], q["rules"], strict=True)) == {
+        0: "expect_column_values_to_not_be_null:name",
+        4: "duplicate_key:customer_id",
+    }
+    # Every invoice of both customers loads: none is an orphan of a customer dropped by mistake.
+    assert len(warehouse.read_canonical(AS_OF)["invoices"]) == 5
