@@ -9,7 +9,7 @@ where each canonical column comes from and how its values are read::
     read:
       format: csv                      # csv | parquet | sql | odata_json | sap_odata | ofac_sdn | dataco
       path: receivables/*.csv          # under HOLDCAST_DROP_DIR; a glob reads every match
-      encodings: [utf-8-sig, latin-1]  # tried in order for the whole file, never per row
+      encodings: [utf-8-sig, cp1252]   # tried in order for the whole file, never per row
       separator: ","
       null_markers: [""]               # values meaning "not delivered"
     date_formats: [ISO8601, "%m/%d/%Y"]   # declared, tried in order; a value fitting none is quarantined
@@ -47,12 +47,15 @@ mistake in the file itself raises :class:`MappingError` naming the file, the key
 
 from __future__ import annotations
 
+import codecs
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include import canonical
+from include.sources.common import SourceFormatError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,13 +147,34 @@ class Mapping:
         return [t for t in self.tables.values() if t.table == table]
 
 
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """YAML's safe loader, refusing a key written twice in one mapping (YAML would keep the last)."""
+
+    def construct(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice", key_node.start_mark
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct)
+    return Loader
+
+
 def load(path: str | Path) -> Mapping:
     """Load and check one mapping file; raise :class:`MappingError` on the first problem found."""
     import yaml
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())  # a SafeLoader
     except OSError as err:
         raise MappingError(f"{path}: cannot read the mapping file: {err}") from err
     except yaml.YAMLError as err:
@@ -205,9 +229,35 @@ def _parse(doc: Any, path: Path) -> Mapping:
     fmt = read.get("format")
     if fmt not in FORMATS:
         raise fail("read.format", f"expected one of {list(FORMATS)}, got {fmt!r}")
-    for key, kind in (("encodings", list), ("null_markers", list), ("separator", str), ("path", str)):
+    unknown_read = set(read) - {
+        "format",
+        "path",
+        "encodings",
+        "separator",
+        "null_markers",
+        "header",
+        "conn_id",
+    }
+    if unknown_read:
+        raise fail(
+            f"read.{sorted(unknown_read)[0]}",
+            "unknown key; expected some of format, path, encodings, separator, null_markers, header, conn_id",
+        )
+    for key, kind in (
+        ("encodings", list),
+        ("null_markers", list),
+        ("separator", str),
+        ("path", str),
+        ("header", bool),
+        ("conn_id", str),
+    ):
         if key in read and not isinstance(read[key], kind):
             raise fail(f"read.{key}", f"expected {kind.__name__}, got {read[key]!r}")
+    for encoding in read.get("encodings", []):
+        try:
+            codecs.lookup(str(encoding))
+        except LookupError:
+            raise fail("read.encodings", f"{encoding!r} is not an encoding Python knows") from None
     date_formats = doc.get("date_formats", ["ISO8601"])
     if not isinstance(date_formats, list) or not date_formats:
         raise fail("date_formats", f"expected a non-empty list of formats, got {date_formats!r}")
@@ -259,9 +309,20 @@ def _parse(doc: Any, path: Path) -> Mapping:
         missing = [c for c in canonical.TABLES[table].required_columns if c not in spec["fields"]]
         if missing:
             raise fail(f"{where}.fields", f"required canonical column(s) {missing} have no mapping")
-        for key in ("freshness_days", "max_row_drop"):
-            if key in spec and not isinstance(spec[key], int | float):
-                raise fail(f"{where}.{key}", f"expected a number, got {spec[key]!r}")
+        if "freshness_days" in spec and not (_number(spec["freshness_days"]) and spec["freshness_days"] > 0):
+            raise fail(
+                f"{where}.freshness_days",
+                f"expected a number of days above 0, got {spec['freshness_days']!r}",
+            )
+        if "max_row_drop" in spec and not (_number(spec["max_row_drop"]) and 0 <= spec["max_row_drop"] < 1):
+            raise fail(
+                f"{where}.max_row_drop", f"expected a share from 0 to below 1, got {spec['max_row_drop']!r}"
+            )
+        if "distinct" in spec and not isinstance(spec["distinct"], bool):
+            raise fail(f"{where}.distinct", f"expected true or false, got {spec['distinct']!r}")
+        ignore = spec.get("ignore_columns", [])
+        if not (isinstance(ignore, list) and all(isinstance(c, str) for c in ignore)):
+            raise fail(f"{where}.ignore_columns", f"expected a list of source column names, got {ignore!r}")
         tables[block] = TableMap(
             block=block,
             table=table,
@@ -284,6 +345,14 @@ def _same_field(name: str, kind: str) -> dict[str, Any]:
     if kind == "bool":
         spec.update({"true": ["true", "1"], "false": ["false", "0"]})
     return spec
+
+
+_STRFTIME = "aAwdbBmyYHIpMSfzZjUWcxX%GuVeT"
+"""The strftime directives a declared date format may use."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _parse_field(target, fspec, columns, date_formats, where, fail) -> FieldMap:
@@ -310,6 +379,28 @@ def _parse_field(target, fspec, columns, date_formats, where, fail) -> FieldMap:
         formats = options.setdefault("formats", list(date_formats))
         if not isinstance(formats, list) or not formats or not all(isinstance(f, str) for f in formats):
             raise fail(f"{where}.formats", f"expected a non-empty list of formats, got {formats!r}")
+        for fmt in formats:
+            bad = sorted(set(re.findall(r"%(.)", fmt)) - set(_STRFTIME))
+            if fmt.lower() not in ("iso8601", "odata") and ("%" not in fmt or bad):
+                raise fail(
+                    f"{where}.formats",
+                    f"{fmt!r} is not ISO8601, odata or a strftime pattern"
+                    + (f" (unknown directive(s) {['%' + b for b in bad]})" if bad else ""),
+                )
+        zone = options.get("timezone", "UTC")
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(str(zone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise fail(
+                f"{where}.timezone", f"{zone!r} is not a time zone name such as Europe/Berlin"
+            ) from None
+    for key in ("thousands", "decimal"):
+        if key in options and not (isinstance(options[key], str) and len(options[key]) == 1):
+            raise fail(f"{where}.{key}", f"expected one character such as ',' or '.', got {options[key]!r}")
+    if options.get("thousands") and options.get("thousands") == options.get("decimal", "."):
+        raise fail(f"{where}.thousands", "the thousands separator cannot also be the decimal mark")
     if ftype == "code" and not isinstance(options.get("codes"), dict):
         raise fail(f"{where}.codes", "a code field needs 'codes': a mapping of source code to canonical code")
     if options.get("unknown", "quarantine") not in ("quarantine", "keep", "null"):
@@ -661,12 +752,15 @@ def _drop_files(mapping: Mapping) -> list[Path]:
     return files
 
 
+DEFAULT_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+"""Tried in order when a mapping declares none: UTF-8, then the Windows code page most exports use,
+then latin-1, which decodes any byte. One choice for the whole file, never per row."""
+
+
 def _read_file(mapping: Mapping, path: Path) -> pd.DataFrame:
     import io
 
     import pandas as pd
-
-    from include.sources.common import read_text
 
     fmt = mapping.format
     if fmt == "parquet":
@@ -675,31 +769,34 @@ def _read_file(mapping: Mapping, path: Path) -> pd.DataFrame:
         return read_odata_page(path)
     if fmt != "csv":
         raise MappingError(f"{mapping.path}: read.format {fmt!r} is not a file format read by rows")
-    encodings = mapping.read.get("encodings")
-    if encodings:
-        text, _ = _decode(path.read_bytes(), encodings, path)
-    else:
-        text, _ = read_text(path)
+    text, _ = _decode(path.read_bytes(), mapping.read.get("encodings") or DEFAULT_ENCODINGS, path)
     # A DOS end-of-file byte (0x1A) on the last line is not a record.
     text = text.rstrip("\r\n").removesuffix("\x1a")
-    return pd.read_csv(
-        io.StringIO(text),
-        sep=mapping.read.get("separator", ","),
-        dtype="string",
-        keep_default_na=False,
-        na_values=[],
-        header=0 if mapping.read.get("header", True) else None,
-        skip_blank_lines=True,
-    )
+    try:
+        return pd.read_csv(
+            io.StringIO(text),
+            sep=mapping.read.get("separator", ","),
+            dtype="string",
+            keep_default_na=False,
+            na_values=[],
+            header=0 if mapping.read.get("header", True) else None,
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as err:
+        # A row with more fields than the header, or no header at all: the file, not a row, is broken.
+        raise SourceFormatError(f"{path}: not a CSV file as {mapping.path.name} declares it: {err}") from err
 
 
-def _decode(raw: bytes, encodings: list[str], path: Path) -> tuple[str, str]:
+def _decode(raw: bytes, encodings, path: Path) -> tuple[str, str]:
+    bom = raw.startswith(b"\xef\xbb\xbf")
     for encoding in encodings:
         try:
-            return raw.decode(encoding), encoding
+            # A UTF-8 byte-order mark in front of text in another encoding is not part of the header.
+            body = raw[3:] if bom and not encoding.lower().replace("_", "-").startswith("utf") else raw
+            return body.decode(encoding), encoding
         except UnicodeDecodeError:
             continue
-    raise MappingError(f"{path}: decodes with none of the declared encodings {encodings}")
+    raise SourceFormatError(f"{path}: decodes with none of the encodings {list(encodings)}")
 
 
 def read_odata_page(path: str | Path) -> pd.DataFrame:

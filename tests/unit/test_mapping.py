@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from include import mapping, validation
+from include.sources.common import SourceFormatError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ingest"
 
@@ -197,6 +198,36 @@ tables:
         (("{column: cust, type: id}", "{column: cust, value: C1}"), "fields.customer_id", "exactly one of"),
         (("{column: cust, type: id}", "{column: cust, type: id, pad: 10}"), "customer_id.pad", "unknown key"),
         (("issued, type: date}", "issued, type: date, formats: []}"), "issued_at.formats", "non-empty list"),
+        (("issued, type: date}", "issued, type: date, formats: ['%Q']}"), "issued_at.formats", "'%Q'"),
+        (
+            ("issued, type: date}", "issued, type: date, timezone: Mars/Base}"),
+            "issued_at.timezone",
+            "time zone",
+        ),
+        (("path: x.csv}", "path: x.csv, seperator: ';'}"), "read.seperator", "unknown key"),
+        (("path: x.csv}", "path: x.csv, encodings: [utf-9]}"), "read.encodings", "'utf-9'"),
+        (("type: decimal}", "type: decimal, thousands: 1}"), "amount.thousands", "one character"),
+        (
+            ("type: decimal}", "type: decimal, thousands: ',', decimal: ','}"),
+            "amount.thousands",
+            "decimal mark",
+        ),
+        (
+            ("tables:\n  invoices:\n", "tables:\n  invoices:\n    distinct: 'false'\n"),
+            ".distinct",
+            "true or false",
+        ),
+        (
+            ("tables:\n  invoices:\n", "tables:\n  invoices:\n    max_row_drop: 5\n"),
+            ".max_row_drop",
+            "below 1",
+        ),
+        (
+            ("tables:\n  invoices:\n", "tables:\n  invoices:\n    ignore_columns: x\n"),
+            ".ignore_columns",
+            "a list",
+        ),
+        (("source: s\n", "source: s\nsource: t\n"), "not valid YAML", "written twice"),
     ],
 )
 def test_a_wrong_mapping_names_the_file_the_key_and_the_problem(tmp_path, change, key, problem):
@@ -286,3 +317,48 @@ def test_a_parquet_drop_reads_like_a_csv_one(tmp_path):
     from_csv = mapping.apply(m, "invoices", rows)
     pd.testing.assert_frame_equal(from_parquet.frame, from_csv.frame)
     assert from_parquet.rules == from_csv.rules
+
+
+@pytest.mark.parametrize(
+    ("value", "thousands", "decimal", "expected"),
+    [
+        ("1,204.50", ",", ".", 1204.5),
+        ("1.234,56", ".", ",", 1234.56),
+        ("99,5", None, ",", 99.5),
+        ("1.5", ".", ",", None),  # not 15: a point is neither a group of three nor the decimal mark
+        ("1,2", ",", ".", None),
+        ("inf", None, ".", None),
+        ("1e400", None, ".", None),
+        ("NaN", None, ".", None),
+        ("0x1A", None, ".", None),
+    ],
+)
+def test_numbers_read_only_as_declared(value, thousands, decimal, expected):
+    options = {"decimal": decimal} | ({"thousands": thousands} if thousands else {})
+    out, bad = mapping.read_values(
+        pd.Series([value], dtype="string"), mapping.FieldMap("amount", "decimal", "a", options=options)
+    )
+    assert (bool(bad[0]), None if pd.isna(out[0]) else out[0]) == (expected is None, expected)
+
+
+def test_whole_numbers_beyond_what_a_float_holds_are_refused():
+    fmap = mapping.FieldMap("payment_terms_days", "int", "t")
+    out, bad = mapping.read_values(pd.Series(["30", "99999999999999999999", "2.5"], dtype="string"), fmap)
+    assert out[0] == 30 and bad.tolist() == [False, True, True]
+
+
+def test_a_broken_csv_names_the_file(tmp_path):
+    m = mapping.load(FIXTURES / "ar_invoices_messy.yaml")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(SourceFormatError, match=r"broken\.csv: not a CSV file as ar_invoices_messy\.yaml"):
+        mapping.read_rows(m, path=broken)
+
+
+def test_windows_export_with_a_utf8_mark_reads_its_header_and_euro_sign(tmp_path):
+    m = mapping.load(FIXTURES / "ar_invoices_messy.yaml")
+    plain = mapping.Mapping(m.path, m.source, m.datasets, {"format": "csv"}, m.tables)  # default encodings
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes(b"\xef\xbb\xbfinvoice_id,note\r\n1,Soci\xe9t\xe9 \x80 5\r\n")
+    rows = mapping.read_rows(plain, path=path)
+    assert list(rows.columns) == ["invoice_id", "note"] and rows.loc[0, "note"] == "Société € 5"
