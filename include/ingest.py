@@ -378,12 +378,15 @@ def _report_orphans(tables: dict[str, pd.DataFrame], label: str) -> dict[str, in
 def check_file(mapping_path: str | Path, path: str | Path, as_of: datetime | None = None) -> list[dict]:
     """Map and validate one file with a mapping, writing nothing: the reports a real run would give.
 
-    Used to try a new mapping on a real extract before adding it to a dataset.
+    Used to try a new mapping on a real extract before adding it to a dataset. Each report also lists
+    its quarantined rows (``quarantined``: row number, rules, raw values) and says whether a real run
+    would fail the batch (``would_fail``: a table-level rule, or more than the tolerance quarantined).
     """
     from include import validation
 
     source = mapping.load(mapping_path)
     as_of = as_of or datetime.now(UTC)
+    tolerance = config.HOLDCAST_QUARANTINE_TOLERANCE.get()
     reports = []
     keys: dict[str, set[str]] = {}
     extracted = extract(source, as_of, path=Path(path))
@@ -396,40 +399,65 @@ def check_file(mapping_path: str | Path, path: str | Path, as_of: datetime | Non
                 source=source.source,
                 batch="check",
                 tolerance=1.0,
-                allow_empty=True,
+                allow_empty=table in MAY_BE_EMPTY,
                 rules=mapped.rules,
                 raw_rows=mapped.raw,
                 row_numbers=mapped.source_rows,
                 drift=mapped.drift,
                 table_rules=_table_rules(source, table, as_of, None, keys),
             )
-            report = outcome.report
+            report, quarantine = outcome.report, outcome.quarantine
             if table in {parent for _, parent, _ in REFERENCES}:
                 keys[table] = set(outcome.good[canonical.TABLES[table].key[0]].dropna())
         except validation.ValidationFailed as err:
-            report = err.report
-        report.update(rows_after_interval=later, explain=mapped.explain)
+            report, quarantine = err.report, err.quarantine
+        report.update(
+            rows_after_interval=later,
+            explain=mapped.explain,
+            would_fail=bool(report.get("table_failures")) or report.get("quarantined_share", 0) > tolerance,
+            quarantined=[]
+            if quarantine is None
+            else quarantine[["row_number", "rules", "raw"]].to_dict("records"),
+        )
         reports.append(report)
     return reports
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m include.ingest --mapping M --file F``: rows loaded and quarantined per rule."""
+    """``python -m include.ingest --mapping M --file F``: rows loaded and quarantined per rule.
+
+    Exit status: 0 when a real run would load the file, 1 when it would fail a batch, 2 when the
+    mapping or the file cannot be read at all.
+    """
     import argparse
+
+    from include.sources.common import SourceFormatError
+    from include.validation import SchemaError
 
     parser = argparse.ArgumentParser(prog="python -m include.ingest", description=main.__doc__)
     parser.add_argument("--mapping", required=True, help="a mapping file (see include/mappings)")
     parser.add_argument("--file", required=True, help="the source file to read with it")
+    parser.add_argument(
+        "--as-of", help="interval end (ISO date); rows dated at or after it wait (default: now)"
+    )
+    parser.add_argument(
+        "--show", type=int, default=10, metavar="N", help="quarantined rows to list per table"
+    )
     parser.add_argument("--json", action="store_true", help="print the full reports as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import great_expectations  # noqa: F401  (it sets its own log level on import: quiet it after)
-
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    reports = check_file(args.mapping, args.file)
+    as_of = warehouse.parse_as_of_label(args.as_of) if args.as_of else None
+    logging.disable(logging.INFO)  # libraries that set their own levels (Great Expectations) included
+    try:
+        reports = check_file(args.mapping, args.file, as_of)
+    except (mapping.MappingError, SchemaError, SourceFormatError, MissingSourceError, OSError) as err:
+        print(f"ERROR {type(err).__name__}: {err}")
+        return 2
+    finally:
+        logging.disable(logging.NOTSET)
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
-        return 0
+        return 1 if any(r["would_fail"] for r in reports) else 0
     for report in reports:
         print(
             f"{report['table']}: {report['rows_in']} rows in, {report.get('rows_good', 0)} loaded, "
@@ -437,13 +465,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{report['rows_after_interval']} after the interval"
         )
         for rule, count in sorted(report.get("rule_counts", {}).items(), key=lambda kv: -kv[1]):
-            print(f"    {count:>7}  {rule}")
+            print(
+                f"    {count:>7}  {rule}"
+                + (f"  ({report['explain'][rule]})" if rule in report["explain"] else "")
+            )
+        for row in report["quarantined"][: args.show]:
+            print(f"    row {row['row_number']}: {row['rules']}  {row['raw']}")
         drift = report.get("drift", {}).get("source", {})
         if any(drift.values()):
             print(f"    drift: {drift}")
         for failure in report.get("table_failures", []):
             print(f"    TABLE RULE BROKEN: {failure}")
-    return 0
+        if report["would_fail"]:
+            print("    A REAL RUN WOULD FAIL THIS BATCH")
+    return 1 if any(r["would_fail"] for r in reports) else 0
 
 
 if __name__ == "__main__":

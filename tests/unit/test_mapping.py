@@ -362,3 +362,17 @@ def test_windows_export_with_a_utf8_mark_reads_its_header_and_euro_sign(tmp_path
     path.write_bytes(b"\xef\xbb\xbfinvoice_id,note\r\n1,Soci\xe9t\xe9 \x80 5\r\n")
     rows = mapping.read_rows(plain, path=path)
     assert list(rows.columns) == ["invoice_id", "note"] and rows.loc[0, "note"] == "Société € 5"
+
+
+def test_the_check_command_lists_bad_rows_and_says_whether_a_run_would_fail(capsys, tmp_path):
+    from include import ingest
+
+    args = ["--mapping", str(FIXTURES / "ar_invoices_messy.yaml"), "--as-of", "2025-06-30"]
+    assert ingest.main([*args, "--file", str(FIXTURES / "ar_invoices_messy.csv")]) == 1  # 3 of 8 > 5%
+    out = capsys.readouterr().out
+    assert "8 rows in, 4 loaded, 4 quarantined" in out and "A REAL RUN WOULD FAIL" in out
+    assert "row 7: map_decimal:amount" in out and '"amount": "abc"' in out
+    header_only = tmp_path / "h.csv"
+    header_only.write_text("a\n")
+    assert ingest.main([*args, "--file", str(header_only)]) == 2
+    assert "ERROR SchemaError" in capsys.readouterr().out and "Traceback" not in out
