@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
+FILE_COLUMN, ROW_COLUMN = "__file", "__row"
+"""Added to rows read from files: the file's name (kept with a quarantined row's raw values) and the row's
+position among that file's data rows, from 0 (the quarantine's row number)."""
 FORMATS = ("csv", "parquet", "sql", "odata_json", "sap_odata", "ofac_sdn", "dataco")
 FIELD_TYPES = ("text", "id", "decimal", "int", "date", "bool", "code")
 _FIELD_KEYS = {
@@ -486,8 +489,8 @@ def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
         # Without the column no row can qualify; drift below reports the column as missing.
         chosen = rows[column].astype("string").str.strip().isin(wanted) if column in rows.columns else False
         rows = rows[pd.Series(chosen, index=rows.index).fillna(False).astype(bool)]
-    source_rows = [int(i) for i in rows.index]
-    rows = rows.reset_index(drop=True)
+    source_rows = [int(i) for i in (rows[ROW_COLUMN] if ROW_COLUMN in rows.columns else rows.index)]
+    rows = rows.drop(columns=[ROW_COLUMN], errors="ignore").reset_index(drop=True)
     text = rows.astype("string")
     declared = set(tmap.source_columns) | ({tmap.where["column"]} if tmap.where else set())
     missing = sorted(c for c in declared if c not in rows.columns)
@@ -501,7 +504,10 @@ def apply_block(mapping: Mapping, tmap: TableMap, rows: pd.DataFrame) -> Mapped:
             f"{missing_required} missing; got columns {list(rows.columns)}"
         )
     known = declared | set(tmap.ignore_columns) | _all_columns(mapping)
-    drift = {"missing": missing, "unexpected": [c for c in rows.columns if c not in known]}
+    drift = {
+        "missing": missing,
+        "unexpected": [c for c in rows.columns if c not in known and c != FILE_COLUMN],
+    }
     out = pd.DataFrame(index=rows.index)
     rules: dict[int, list[str]] = {}
     explain: dict[str, str] = {}
@@ -709,7 +715,11 @@ def read_rows(mapping: Mapping, table: str | None = None, *, path: str | Path | 
     import pandas as pd
 
     files = [Path(path)] if path is not None else _drop_files(mapping)
-    frames = [_read_file(mapping, f) for f in _once_each(files)]
+    frames = []
+    for file in _once_each(files):
+        frame = _read_file(mapping, file)
+        # Where each row came from, so a quarantined row can be found in its file.
+        frames.append(frame.assign(**{FILE_COLUMN: file.name, ROW_COLUMN: range(len(frame))}))
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)

@@ -267,3 +267,15 @@ def test_a_derived_table_keeps_the_first_clean_row_and_flags_disagreement(ledger
     }
     # Every invoice of both customers loads: none is an orphan of a customer dropped by mistake.
     assert len(warehouse.read_canonical(AS_OF)["invoices"]) == 5
+
+
+def test_a_quarantined_row_names_its_file_and_its_row_there(ledger):
+    ledger([_row(0), _row(1)])
+    drop = config.HOLDCAST_DROP_DIR.get() / "ledger"
+    second = pd.DataFrame([_row(2), _row(3, amount="abc")]).astype("string")
+    second.to_csv(drop / "export_b.csv", index=False)
+    ingest.ingest_source("ledger", AS_OF, dataset="t")
+    q = _quarantine().query("table_name == 'invoices'")
+    assert q["row_number"].tolist() == [1]  # the second data row of export_b.csv
+    raw = json.loads(q["raw"].iloc[0])
+    assert raw["__file"] == "export_b.csv" and raw["tracer"] == "T3"
