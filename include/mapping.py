@@ -667,8 +667,13 @@ def _read_dates(values: pd.Series, formats: list[str], timezone: str) -> tuple[p
         pending = values[todo]
         if fmt.lower() == "odata":
             stamps = parse_odata_dates(pending)
+        elif fmt.upper() == "ISO8601":
+            # A whole calendar date at least: ISO's reduced forms ("2025", "2025-05") would silently
+            # become the first of the year or month.
+            full = pending.str.match(r"^\d{4}-\d{2}-\d{2}").fillna(False).astype(bool)
+            stamps = _parse_format(pending[full], "ISO8601", timezone).reindex(pending.index)
         else:
-            stamps = _parse_format(pending, "ISO8601" if fmt.upper() == "ISO8601" else fmt, timezone)
+            stamps = _parse_format(pending, fmt, timezone)
         hit = stamps.notna()
         out.loc[hit.index[hit]] = stamps[hit]
         todo.loc[hit.index[hit]] = False

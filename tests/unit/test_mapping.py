@@ -376,3 +376,11 @@ def test_the_check_command_lists_bad_rows_and_says_whether_a_run_would_fail(caps
     header_only.write_text("a\n")
     assert ingest.main([*args, "--file", str(header_only)]) == 2
     assert "ERROR SchemaError" in capsys.readouterr().out and "Traceback" not in out
+
+
+def test_iso_dates_must_name_a_whole_day():
+    fmap = mapping.FieldMap("issued_at", "date", "d", options={"formats": ["ISO8601"]})
+    values = pd.Series(["2025", "2025-05", "2025-05-03", "2025-05-03T10:00:00Z"], dtype="string")
+    out, bad = mapping.read_values(values, fmap)
+    assert bad.tolist() == [True, True, False, False]
+    assert out[2] == pd.Timestamp("2025-05-03", tz="UTC")
