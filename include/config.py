@@ -72,6 +72,8 @@ def _home() -> str:
 
 
 HOLDCAST_HOME = Setting("HOLDCAST_HOME", Path, _home, "Folder for every file a run writes.")
+
+
 def _dataset_name(raw: str) -> str:
     import re
 
