@@ -47,8 +47,12 @@ def environment(home: Path, dataset: str) -> dict[str, str]:
     airflow_home = home / "airflow"
     erp_db = home / dataset / "erp.db"
     env = dict(os.environ)
+    # The demo runs on its own local MLflow store, whatever store the calling shell (or an earlier
+    # in-process run: MLflow's set_tracking_uri writes the environment) points at.
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env.update(
         {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
             "HOLDCAST_HOME": str(home),
             "HOLDCAST_DATASET": dataset,
             "AIRFLOW_HOME": str(airflow_home),
