@@ -40,6 +40,12 @@ DECISION_COLUMNS = [
     "as_of",
     "decision_hash",
 ]
+SHOWN_COLUMNS = [
+    c
+    for c in DECISION_COLUMNS
+    if c not in ("order_id", "customer_id", "model_name", "policy_version", "as_of", "decision_hash")
+]
+"""What the ERP shows of a decision, in order: the decision hash covers exactly these."""
 
 
 def decision_sql_columns(*, as_of_column: str, key: bool) -> list:
@@ -281,19 +287,5 @@ def _hashes(frame: pd.DataFrame) -> list[str]:
     """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news."""
     import pandas as pd
 
-    shown = frame[
-        [
-            "risk",
-            "band",
-            "at_risk",
-            "reasons",
-            "evidence",
-            "team",
-            "suggested_action",
-            "auto_release",
-            "what_clears",
-            "notes",
-            "model_version",
-        ]
-    ]
+    shown = frame[SHOWN_COLUMNS]
     return [f"{h:016x}" for h in pd.util.hash_pandas_object(shown.astype("string"), index=False).to_numpy()]
