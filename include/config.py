@@ -242,7 +242,14 @@ HOLDCAST_SCORE_SHARDS = Setting(
     "How many shards scoring splits the open orders into; each shard is one task a worker can take.",
 )
 
-ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SCORE_SHARDS)
+HOLDCAST_EXPLAINER = Setting(
+    "HOLDCAST_EXPLAINER",
+    _choice("path", "shap"),
+    lambda: "path",
+    "How at-risk orders' top factors are found: path attributions (fast) or TreeSHAP (exact, ~60x dearer).",
+)
+
+ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_SCORE_SHARDS, HOLDCAST_EXPLAINER)
 
 
 def _bool(raw: str) -> bool:

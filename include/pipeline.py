@@ -415,13 +415,18 @@ def _score_and_decide(features, orders, open_ids, model, model_name, version, po
     from training.score import score
 
     # Explanations are costly; only orders that can land in an at-risk band need them.
-    scores = score(model, features.loc[open_ids, FEATURE_COLUMNS], explain_min_p=policy.lowest_at_risk_min)
+    scores = score(
+        model,
+        features.loc[open_ids, FEATURE_COLUMNS],
+        explain_min_p=policy.lowest_at_risk_min,
+        explainer=config.HOLDCAST_EXPLAINER.get(),
+    )
     as_of = warehouse.parse_as_of_label(label)
     decisions = decide(
         scores,
         features.loc[open_ids],
         policy,
-        customer_of=orders.loc[open_ids, "customer_id"].astype(str).to_dict(),
+        customer_of=orders.loc[open_ids, "customer_id"].astype(str),
         model_name=model_name,
         model_version=version,
         as_of=label,

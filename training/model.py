@@ -255,7 +255,8 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
             params: ``explain`` (default true) computes ``top_factors``; ``explain_min_p`` (default 0)
                 computes them only for orders whose ``p_any`` reaches it. Explanations are most of the
                 cost of scoring, and orders below the lowest policy threshold never need them. An
-                order not explained gets an empty list.
+                order not explained gets an empty list. ``explainer`` is ``path`` (default) or ``shap``
+                (see :meth:`top_factors`).
 
         Returns:
             A frame on the input's index with ``p_any``, ``p_<reason>`` per hold reason and
@@ -266,10 +267,16 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
             model_input,
             explain=bool(params.get("explain", True)),
             explain_min_p=float(params.get("explain_min_p", 0.0)),
+            explainer=str(params.get("explainer", "path")),
         )
 
     def predict_frame(
-        self, features: pd.DataFrame, *, explain: bool = True, explain_min_p: float = 0.0
+        self,
+        features: pd.DataFrame,
+        *,
+        explain: bool = True,
+        explain_min_p: float = 0.0,
+        explainer: str = "path",
     ) -> pd.DataFrame:
         """Score a feature frame in memory; same output and options as :meth:`predict`."""
         matrix = self.encode(features)
@@ -278,19 +285,39 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         if explain:
             rows = out[probability_column(ANY_TARGET)] >= explain_min_p
             if rows.any():
-                factors[rows] = self.top_factors(matrix[rows])
+                factors[rows] = self.top_factors(matrix[rows], explainer=explainer)
         out["top_factors"] = pd.array(factors, dtype="string")
         return pd.DataFrame(out, index=features.index)
 
-    def top_factors(self, matrix: np.ndarray, k: int = TOP_FACTORS) -> np.ndarray:
-        """Per row, a JSON list of ``[feature, contribution]`` for the k largest positive contributions.
+    def contributions(self, matrix: np.ndarray, explainer: str = "path") -> np.ndarray:
+        """Per row and feature, the contribution to the any-hold booster's raw score (log-odds).
 
-        Contributions are the any-hold booster's own (``pred_contrib``, in log-odds), so they explain
-        the uncalibrated score; their order is what the evidence text needs. Returns an object array
-        of JSON strings, one per row of ``matrix``.
+        Args:
+            matrix: encoded features (:meth:`encode`).
+            explainer: ``path`` for path attributions (:class:`training.explain.PathExplainer`, about
+                the cost of a predict), ``shap`` for LightGBM's exact TreeSHAP (``pred_contrib``,
+                about 60 times dearer per row). Both add up to the raw score from the same expected
+                value.
         """
         booster = self.targets[ANY_TARGET].booster
-        contrib = booster.predict(matrix, pred_contrib=True)[:, :-1]
+        if explainer == "shap":
+            return booster.predict(matrix, pred_contrib=True)[:, :-1]
+        if explainer != "path":
+            raise ValueError(f"explainer must be 'path' or 'shap', got {explainer!r}")
+        if getattr(self, "_path_explainer", None) is None:
+            from training.explain import PathExplainer
+
+            self._path_explainer = PathExplainer(booster)
+        return self._path_explainer.contributions(matrix)
+
+    def top_factors(self, matrix: np.ndarray, k: int = TOP_FACTORS, explainer: str = "path") -> np.ndarray:
+        """Per row, a JSON list of ``[feature, contribution]`` for the k largest positive contributions.
+
+        Contributions are the any-hold booster's own (:meth:`contributions`, in log-odds), so they
+        explain the uncalibrated score; their order is what the evidence text needs. Returns an object
+        array of JSON strings, one per row of ``matrix``.
+        """
+        contrib = self.contributions(matrix, explainer)
         k = min(k, contrib.shape[1])
         if k < contrib.shape[1]:
             top = np.argpartition(-contrib, k, axis=1)[:, :k]
@@ -340,7 +367,11 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
             + [ColSpec("string", "top_factors")]
         )
         params = ParamSchema(
-            [ParamSpec("explain", "boolean", True), ParamSpec("explain_min_p", "double", 0.0)]
+            [
+                ParamSpec("explain", "boolean", True),
+                ParamSpec("explain_min_p", "double", 0.0),
+                ParamSpec("explainer", "string", "path"),
+            ]
         )
         return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 

@@ -174,7 +174,14 @@ def conform_to_schema(model, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=features.index)
 
 
-def score(model, features: pd.DataFrame, *, explain: bool = True, explain_min_p: float = 0.0) -> pd.DataFrame:
+def score(
+    model,
+    features: pd.DataFrame,
+    *,
+    explain: bool = True,
+    explain_min_p: float = 0.0,
+    explainer: str = "path",
+) -> pd.DataFrame:
     """Score orders with a loaded model (a pyfunc or an in-memory HoldRiskModel).
 
     Args:
@@ -183,6 +190,9 @@ def score(model, features: pd.DataFrame, *, explain: bool = True, explain_min_p:
         explain: compute ``top_factors``; without it they are empty lists and scoring is much cheaper.
         explain_min_p: explain only orders whose ``p_any`` reaches this (e.g. the lowest policy
             threshold); the others get an empty list.
+        explainer: ``path`` (path attributions) or ``shap`` (exact TreeSHAP); see
+            :meth:`training.model.HoldRiskModel.contributions`. A model logged before this option
+            existed ignores it and explains with its default.
 
     Returns:
         Index ``order_id``; ``p_any``, ``p_<reason>`` per hold reason, ``top_factors`` (JSON text).
@@ -191,7 +201,7 @@ def score(model, features: pd.DataFrame, *, explain: bool = True, explain_min_p:
         FeatureMismatchError: the feature columns differ from the model's input schema.
     """
     columns = check_features(model, features)
-    options = {"explain": explain, "explain_min_p": float(explain_min_p)}
+    options = {"explain": explain, "explain_min_p": float(explain_min_p), "explainer": explainer}
     if hasattr(model, "predict_frame"):
         out = model.predict_frame(features[columns], **options)
     else:

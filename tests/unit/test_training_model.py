@@ -64,13 +64,26 @@ def test_top_factors_are_the_largest_positive_contributions(baseline, data):
     assert max(lengths) == 5
 
 
-def test_top_factors_match_the_boosters_own_contributions(model, data, baseline):
+@pytest.mark.parametrize("explainer", ["path", "shap"])
+def test_top_factors_match_the_boosters_own_contributions(model, data, explainer):
+    from training.explain import PathExplainer
+
     rows = data.features.head(200)
-    contrib = model.targets["any"].booster.predict(model.encode(rows), pred_contrib=True)[:, :-1]
-    for i, text in enumerate(baseline["top_factors"].head(200)):
+    booster = model.targets["any"].booster
+    if explainer == "shap":
+        contrib = booster.predict(model.encode(rows), pred_contrib=True)[:, :-1]
+    else:
+        contrib = PathExplainer(booster).contributions(model.encode(rows))
+    scored = model.predict(None, rows, params={"explainer": explainer})
+    for i, text in enumerate(scored["top_factors"]):
         ranked = sorted(zip(model.feature_columns, contrib[i], strict=True), key=lambda p: -p[1])
         expected = [[name, round(value, 4)] for name, value in ranked[:5] if round(value, 4) > 0]
         assert json.loads(text) == expected
+
+
+def test_an_unknown_explainer_is_refused(model, data):
+    with pytest.raises(ValueError, match="explainer must be 'path' or 'shap'"):
+        model.predict(None, data.features.head(3), params={"explainer": "lime"})
 
 
 def test_only_orders_at_or_above_explain_min_p_are_explained(model, data, baseline):
