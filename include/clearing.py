@@ -162,6 +162,10 @@ def missing_fields(row: dict[str, Any]) -> list[str]:
     return [words for flag, words in MISSING_FIELDS.items() if (_number(row.get(flag)) or 0.0) >= 0.5]
 
 
+STEPPED_REASONS = frozenset({"credit", "incomplete_info", "compliance"})
+"""The reasons :func:`steps_for` can name steps for; any other reason's steps are an empty list."""
+
+
 def steps_for(reason: str, row: dict[str, Any], overdue: pd.DataFrame | None, round_to: float) -> list[dict]:
     """What clears an at-risk order routed for ``reason``, given its feature row."""
     if reason == "credit":
@@ -205,15 +209,17 @@ def what_clears(
         overdue: overdue invoices of every customer (:func:`overdue_invoices`), or None.
         round_to: limit increases are rounded up to a multiple of this.
     """
-    wanted = [i for i, reason in enumerate(teams_reason) if reason is not None]
-    out: list[str | None] = [None] * len(teams_reason)
+    wanted = [i for i, reason in enumerate(teams_reason) if reason in STEPPED_REASONS]
+    out: list[str | None] = [None if reason is None else "[]" for reason in teams_reason]
     if not wanted:
         return out
     by_customer = dict(tuple(overdue.groupby("customer_id", sort=False))) if overdue is not None else {}
     columns = [c for c in ("customer_id", "credit_limit", "exposure", "order_amount", "overdue_amount",
                            "sanctions_name_score", *MISSING_FIELDS) if c in features.columns]  # fmt: skip
-    rows = features.iloc[wanted][columns].to_dict("records")
-    for i, row in zip(wanted, rows, strict=True):
+    # Rows are put together from whole columns: taking them out of a wide frame one by one is slower.
+    values = [features[c].to_numpy(dtype=object)[wanted] for c in columns]
+    for k, i in enumerate(wanted):
+        row = {c: column[k] for c, column in zip(columns, values, strict=True)}
         mine = by_customer.get(row.get("customer_id")) if overdue is not None else None
         if overdue is not None and mine is None:
             mine = overdue.iloc[:0]

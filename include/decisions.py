@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from include import canonical
 from include.policy import REASON_CODES, Band, HardRule, Policy, PolicyError, load_policy
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = ["DECISION_COLUMNS", "REASON_CODES", "Band", "Policy", "PolicyError", "decide", "load_policy"]
@@ -83,7 +86,7 @@ def decide(
     features: pd.DataFrame,
     policy: Policy,
     *,
-    customer_of: dict[str, str],
+    customer_of: pd.Series | Mapping[str, str],
     model_name: str,
     model_version: str,
     as_of: str,
@@ -97,7 +100,7 @@ def decide(
             [feature, contribution]) as the model serves them.
         features: the feature rows the scores came from (same index), for hard rules and evidence.
         policy: the loaded policy.
-        customer_of: customer id per order id.
+        customer_of: customer id per order id: a Series indexed by order id, or a mapping.
         model_name, model_version: the model behind the scores.
         as_of: the interval label the decisions belong to.
         fail_safe: why auto-release is off for this run (validation or drift failed), or None.
@@ -123,9 +126,9 @@ def decide(
     model_at_risk = np.isin(band, list(policy.at_risk_bands))
 
     # Hard rules: the first block rule an order meets routes it; a clear rule takes it off the list
-    # unless a block rule also fired.
-    notes: list[list[str]] = [[] for _ in range(n)]
-    rule_evidence: list[list[str]] = [[] for _ in range(n)]
+    # unless a block rule also fired. Few orders meet one, so their notes and evidence go row by row.
+    notes: dict[int, list[str]] = {}
+    rule_evidence: dict[int, list[str]] = {}
     blocked_by = np.full(n, None, dtype=object)
     cleared = np.zeros(n, dtype=bool)
     for rule in policy.hard_rules:
@@ -135,56 +138,37 @@ def decide(
             blocked_by[first] = rule.reason
         else:
             cleared |= hit
-        for i in np.flatnonzero(hit):
-            notes[i].append(f"{rule.effect} rule {rule.name}")
+        rows = np.flatnonzero(hit)
+        values = {c.feature: features[c.feature].to_numpy()[rows] for c in rule.when} if len(rows) else {}
+        for k, i in enumerate(rows.tolist()):
+            notes.setdefault(i, []).append(f"{rule.effect} rule {rule.name}")
             if rule.effect == "block":
-                row = {c.feature: features[c.feature].iloc[i] for c in rule.when}
-                rule_evidence[i] += evidence_for(row, list(row)) or [
-                    f"{c.feature} {row[c.feature]}" for c in rule.when
-                ]
+                row = {name: column[k] for name, column in values.items()}
+                rule_evidence.setdefault(i, []).extend(
+                    evidence_for(row, list(row)) or [f"{c.feature} {row[c.feature]}" for c in rule.when]
+                )
     blocked = blocked_by != None  # noqa: E711
     cleared &= ~blocked
     at_risk = (model_at_risk | blocked) & ~cleared
 
-    probs = scores[[f"p_{r}" for r in reasons_known]].to_numpy(dtype=float)
-    order = np.argsort(-probs, axis=1, kind="stable")
-    ranked_p = np.round(np.take_along_axis(probs, order, axis=1), 4)
-    ranked_names = np.array(reasons_known, dtype=object)[order]
-    named = ranked_p >= policy.reason_min_probability
-    if named.shape[1]:
-        # An at-risk order whose reasons all stay below the naming level still gets its likeliest one.
-        named[:, 0] |= at_risk
-    no_reason = np.array(canonical.UNSPECIFIED_REASON, dtype=object)
-    top = np.where(named[:, 0], ranked_names[:, 0], no_reason) if named.shape[1] else np.full(n, no_reason)
-    top = np.where(blocked, blocked_by, top)
-
-    # The reasons' JSON is put together column by column: ranked, so the named ones are a prefix.
-    reasons_json = np.full(n, "[", dtype=object)
-    for j in range(named.shape[1]):
-        numbers = np.array([repr(v) for v in ranked_p[:, j].tolist()], dtype=object)
-        piece = '["' + ranked_names[:, j] + '", ' + numbers + "]"
-        reasons_json = reasons_json + np.where(named[:, j], piece if j == 0 else ", " + piece, "")
-    reasons_json = reasons_json + "]"
-    for i in np.flatnonzero(blocked):
-        # The reason a block rule gives comes first, with the model's own probability for it.
-        listed = [pair for pair in json.loads(reasons_json[i]) if pair[0] != blocked_by[i]]
-        p = scores[f"p_{blocked_by[i]}"].iloc[i] if f"p_{blocked_by[i]}" in scores.columns else None
-        reasons_json[i] = json.dumps([[blocked_by[i], None if p is None else round(float(p), 4)], *listed])
+    reasons_json, top = _reasons(scores, reasons_known, at_risk, blocked_by, policy.reason_min_probability)
+    routed = np.where(at_risk, top, None)
 
     # Evidence is worked out for the orders someone will look at: the at-risk ones. Values are read
     # from whole columns, since taking a row out of a wide frame costs more than the evidence itself.
-    evidence = ["[]"] * n
-    factors = scores["top_factors"].to_numpy(dtype=object) if "top_factors" in scores.columns else None
-    named_factors = {
-        i: ([name for name, _ in json.loads(factors[i] or "[]")] if factors is not None else [])
-        for i in np.flatnonzero(at_risk)
-    }
-    needed = sorted({n for names in named_factors.values() for n in names} & set(features.columns))
-    columns = {name: features[name].to_numpy(dtype=object) for name in needed}
-    for i, names in named_factors.items():
-        said = list(rule_evidence[i])
+    risky = np.flatnonzero(at_risk)
+    evidence = np.full(n, "[]", dtype=object)
+    if "top_factors" in scores.columns:
+        factors = scores["top_factors"].iloc[risky].to_numpy(dtype=object)
+        named_factors = [_FACTOR_NAME.findall(text) if isinstance(text, str) else [] for text in factors]
+    else:
+        named_factors = [[] for _ in risky]
+    needed = sorted({name for names in named_factors for name in names} & set(features.columns))
+    columns = {name: features[name].iloc[risky].to_numpy() for name in needed}
+    for k, (i, names) in enumerate(zip(risky.tolist(), named_factors, strict=True)):
+        said = list(rule_evidence.get(i, ()))
         if names:
-            row = {name: columns[name][i] for name in names if name in columns}
+            row = {name: columns[name][k] for name in names if name in columns}
             said += [s for s in evidence_for(row, names) if s not in said]
         if said:
             evidence[i] = json.dumps(said)
@@ -192,10 +176,24 @@ def decide(
     auto = _auto_release(policy, risk, features, at_risk, blocked, cleared)
     if fail_safe:
         auto[:] = False
-        for item in notes:
-            item.append(f"auto-release off: {fail_safe}")
-    routed = [t if flag else None for t, flag in zip(top, at_risk, strict=True)]
-    customers = [customer_of.get(str(o)) for o in scores.index]
+        off = f"auto-release off: {fail_safe}"
+        for item in notes.values():
+            item.append(off)
+    notes_json = np.full(n, json.dumps([off]) if fail_safe else "[]", dtype=object)
+    for i, item in notes.items():
+        notes_json[i] = json.dumps(item)
+    customers = _customers(scores.index, customer_of)
+    at_risk_rows = features.iloc[risky].assign(customer_id=customers[risky])
+    clears = np.full(n, None, dtype=object)
+    clears[risky] = what_clears(
+        list(routed[risky]), at_risk_rows, overdue, policy.credit_limits.get("round_to", 1000.0)
+    )
+    team = np.full(n, None, dtype=object)
+    action = np.full(n, None, dtype=object)
+    for reason in set(routed[risky].tolist()):
+        mine = routed == reason
+        team[mine] = policy.teams[reason]
+        action[mine] = policy.actions[reason]
     frame = pd.DataFrame(
         {
             "order_id": scores.index.astype(str),
@@ -205,16 +203,11 @@ def decide(
             "at_risk": at_risk,
             "reasons": reasons_json,
             "evidence": evidence,
-            "team": [policy.teams[t] if t else None for t in routed],
-            "suggested_action": [policy.actions[t] if t else None for t in routed],
+            "team": team,
+            "suggested_action": action,
             "auto_release": auto,
-            "what_clears": what_clears(
-                routed,
-                features.assign(customer_id=customers),
-                overdue,
-                policy.credit_limits.get("round_to", 1000.0),
-            ),
-            "notes": [json.dumps(item) for item in notes],
+            "what_clears": clears,
+            "notes": notes_json,
             "model_name": model_name,
             "model_version": str(model_version),
             "policy_version": policy.version,
@@ -234,6 +227,59 @@ def decide(
         f"; auto-release off: {fail_safe}" if fail_safe else "",
     )
     return frame[DECISION_COLUMNS]
+
+
+_FACTOR_NAME = re.compile(r'\["([^"\\]+)", ')
+"""A feature name in ``top_factors`` (``[["utilisation", 0.8], ...]``): names are plain identifiers."""
+
+
+def _customers(order_ids: pd.Index, customer_of) -> np.ndarray:
+    """The customer id of each order (None where unknown), from a Series or a mapping keyed by order id."""
+    import pandas as pd
+
+    keys = order_ids.astype(str)
+    if not isinstance(customer_of, pd.Series):
+        customer_of = pd.Series(customer_of, dtype=object)
+    lookup = customer_of.set_axis(customer_of.index.astype(str))
+    lookup = lookup[~lookup.index.duplicated(keep="last")]
+    return lookup.reindex(keys).to_numpy(dtype=object, na_value=None)
+
+
+def _reasons(scores, reasons_known, at_risk, blocked_by, min_probability) -> tuple[np.ndarray, np.ndarray]:
+    """Per order, the JSON list of [reason, probability] named on the decision, likeliest first, and
+    the reason the order would be routed for.
+
+    A reason is named when its probability reaches ``min_probability``; an at-risk order whose reasons
+    all stay below still gets its likeliest one; the reason a block rule gives comes first, with the
+    model's own probability for it, and routes the order. Built column by column: ranked, so the named
+    reasons are a prefix, and only named probabilities are turned into text.
+    """
+    import numpy as np
+
+    n = len(scores)
+    probs = scores[[f"p_{r}" for r in reasons_known]].to_numpy(dtype=float)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ranked_p = np.round(np.take_along_axis(probs, order, axis=1), 4)
+    ranked_names = np.array(reasons_known, dtype=object)[order]
+    named = ranked_p >= min_probability
+    if named.shape[1]:
+        named[:, 0] |= at_risk
+    text = np.full(n, "[", dtype=object)
+    for j in range(named.shape[1]):
+        rows = np.flatnonzero(named[:, j])
+        numbers = np.array([repr(v) for v in ranked_p[rows, j].tolist()], dtype=object)
+        piece = '["' + ranked_names[rows, j] + '", ' + numbers + "]"
+        text[rows] = text[rows] + (piece if j == 0 else ", " + piece)
+    text = text + "]"
+    no_reason = np.array(canonical.UNSPECIFIED_REASON, dtype=object)
+    top = np.where(named[:, 0], ranked_names[:, 0], no_reason) if named.shape[1] else np.full(n, no_reason)
+    top = np.where(blocked_by != None, blocked_by, top)  # noqa: E711
+    for i in np.flatnonzero(blocked_by != None):  # noqa: E711 (element-wise on an object array)
+        reason = blocked_by[i]
+        listed = [pair for pair in json.loads(text[i]) if pair[0] != reason]
+        p = scores[f"p_{reason}"].iloc[i] if f"p_{reason}" in scores.columns else None
+        text[i] = json.dumps([[reason, None if p is None else round(float(p), 4)], *listed])
+    return text, top
 
 
 def _rule_hits(rule: HardRule, features: pd.DataFrame):
@@ -283,9 +329,19 @@ def _auto_release(policy: Policy, risk, features: pd.DataFrame, at_risk, blocked
     return ok | cleared
 
 
-def _hashes(frame: pd.DataFrame) -> list[str]:
-    """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news."""
+_HEX_PAIRS = [f"{b:02x}" for b in range(256)]
+
+
+def _hashes(frame: pd.DataFrame) -> np.ndarray:
+    """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news.
+
+    Each 64-bit hash is written as 16 hex digits: its eight bytes, most significant first, are looked
+    up as two-digit pairs and the pairs of a row read as one string.
+    """
+    import numpy as np
     import pandas as pd
 
     shown = frame[SHOWN_COLUMNS]
-    return [f"{h:016x}" for h in pd.util.hash_pandas_object(shown.astype("string"), index=False).to_numpy()]
+    hashes = pd.util.hash_pandas_object(shown.astype("string"), index=False).to_numpy(dtype=np.uint64)
+    pairs = np.array(_HEX_PAIRS, dtype="U2")[hashes.astype(">u8").view(np.uint8).reshape(-1, 8)]
+    return np.ascontiguousarray(pairs).view("U16").ravel().astype(object)
