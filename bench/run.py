@@ -4,6 +4,7 @@
    (:mod:`bench.bench_features`; target at most about 2x).
 2. Scoring open orders end to end against a bare LightGBM predict on the same matrix
    (:mod:`bench.bench_scoring`; target at most about 3x).
+3. Parsing each DAG file against a one-task DAG (:mod:`bench.bench_dags`; target under 0.5 s each).
 
 Defaults: 1M orders and 2M receivable lines; ``--lines 10000000`` gives the 10M-line target case.
 """
@@ -21,11 +22,14 @@ def main(argv: list[str] | None = None) -> None:
         "--lines", type=int, default=2_000_000, help="receivable lines; 10M is the target case"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=("features", "scoring"), help="run one of the two")
+    parser.add_argument("--only", choices=("features", "scoring", "dags"), help="run one of the two")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    from bench import bench_features, bench_scoring
+    from bench import bench_dags, bench_features, bench_scoring
+
+    if args.only in (None, "dags"):
+        print("\n" + bench_dags.report(bench_dags.run()) + "\n", flush=True)
 
     if args.only in (None, "features"):
         figures = bench_features.run(args.orders, args.lines, args.seed)
