@@ -3,8 +3,8 @@
 Every feature family reduces to one question asked for many (entity, t) pairs at once: how many
 events of some kind, with which running totals, did an entity (a customer, a product) have before
 time t, and which was the latest? :class:`Timeline` answers it with one stable sort of the events by
-(entity, time) and a binary search per query, so the cost is O(E log E + Q log E) and never the
-O(orders x invoices) of a join on entity with a time condition.
+(entity, time) (see :func:`stable_sort`) and a binary search per query, so the cost is
+O(E log E + Q log E) and never the O(orders x invoices) of a join on entity with a time condition.
 
 Running totals are kept in int64 (amounts in cents, durations in seconds or whole days): integer
 prefix sums are exact, so a record added after t cannot change a total before t by a rounding
@@ -14,10 +14,14 @@ difference. That is what lets the point-in-time test compare features with ``==`
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +30,11 @@ NAT = np.iinfo(np.int64).min
 
 _UNITS_NS = (10**9, 10**6, 10**3, 1)
 _KEY_LIMIT = 2**62
+_PARALLEL_SLICE = 1_000_000
+"""Values looked up per thread in :func:`encode`, at least."""
+_MAX_STARTS = 2**24
+"""Entity codes up to which a timeline keeps where each entity's events begin."""
+"""Values looked up per thread in :func:`encode`, at least."""
 
 
 def to_ns(values: pd.Series) -> np.ndarray:
@@ -46,13 +55,80 @@ def encode(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each value in ``index`` (int64), -1 where absent or missing.
 
     Factorising first and looking up only the distinct values is several times faster than
-    ``index.get_indexer`` on a long column of repeated identifiers.
+    ``index.get_indexer`` on a long column of repeated identifiers. Arrow-backed strings on both sides
+    skip the factorisation: each value is looked up directly in a hash table of the (unique) index,
+    in slices on parallel threads for millions of values.
     """
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    arrow_values, arrow_index = _arrow_strings(values), _arrow_strings(index)
+    if arrow_values is not None and arrow_index is not None and index.is_unique:
+        return _index_in(arrow_values, arrow_index.combine_chunks())
     codes, uniques = pd.factorize(values)
     if len(uniques) == 0:
         return np.full(len(values), -1, dtype=np.int64)
     lookup = index.get_indexer(uniques).astype(np.int64)
     return np.where(codes >= 0, lookup[codes], -1)
+
+
+def _arrow_strings(values: pd.Series | pd.Index) -> pa.ChunkedArray | None:
+    array = values.array
+    return array.__arrow_array__() if isinstance(array, pd.arrays.ArrowStringArray) else None
+
+
+def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
+    n = len(values)
+    workers = min(os.cpu_count() or 1, max(n // _PARALLEL_SLICE, 1))
+    bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+
+    def lookup(lo: int, hi: int) -> np.ndarray:
+        found = pc.index_in(values.slice(lo, hi - lo), value_set=value_set, skip_nulls=True)
+        return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64)
+
+    if workers == 1:
+        return lookup(0, n)
+    # pyarrow releases the GIL in its kernels, so the slices are looked up in parallel.
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(lookup, bounds[:-1].tolist(), bounds[1:].tolist())))
+
+
+def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stable argsort of non-negative int64 ``keys`` (ties in input order) and the sorted keys.
+
+    Same result as ``np.argsort(keys, kind="stable")``, several times faster on millions of keys: each
+    key is packed with its row number into one int64, so a plain value sort (vectorised, far faster
+    than a stable argsort) orders by key and breaks ties by row. Keys too wide to share an int64 with
+    the row number are sorted in two such passes, by their low bits and then stably by their high
+    bits (a least-significant-digit radix sort).
+    """
+    n = len(keys)
+    row_bits = max(int(n - 1).bit_length(), 1)
+    free = 63 - row_bits
+    key_bits = int(keys.max()).bit_length() if n else 0
+    if n < 2 or (keys.min() < 0) or key_bits > 2 * free:
+        order = np.argsort(keys, kind="stable")
+        return order, keys[order]
+    rows = np.arange(n, dtype=np.int64)
+    row_mask = (1 << row_bits) - 1
+    if key_bits <= free:
+        packed = keys << row_bits
+        packed |= rows
+        packed.sort()
+        order = packed & row_mask
+        packed >>= row_bits
+        return order, packed
+    packed = keys & ((1 << free) - 1)
+    packed <<= row_bits
+    packed |= rows
+    packed.sort()
+    first = packed & row_mask
+    packed = keys[first]
+    packed >>= free
+    packed <<= row_bits
+    packed |= rows
+    packed.sort()
+    order = first[packed & row_mask]
+    return order, keys[order]
 
 
 @dataclass(frozen=True)
@@ -102,11 +178,15 @@ class Timeline:
         self._stride = self._span + 1
         keys = entity.astype(np.int64) * self._stride
         keys += offset
-        order = np.argsort(keys, kind="stable")
+        order, self._keys = stable_sort(keys)
         self.positions = order if keep is None else keep[order]
         """For each sorted event, its row in the arrays the timeline was built from."""
-        self._keys = keys[order]
         self._running: np.ndarray | None = None
+        self._starts: np.ndarray | None = None
+        if n_entities <= _MAX_STARTS:
+            # Where each entity's events begin, searched once: every window of an entity starts there.
+            bounds = np.arange(n_entities + 1, dtype=np.int64) * self._stride
+            self._starts = np.searchsorted(self._keys, bounds, side="left")
 
     def take(self, values: np.ndarray) -> np.ndarray:
         """A per-row input array (aligned with the rows the timeline was built from) in sorted order."""
@@ -145,9 +225,11 @@ class Timeline:
             # Event offsets are exact multiples of the unit, so "event < t" is "offset < ceil(delta/unit)".
             bound = delta // self._unit + 1 if inclusive else -(-delta // self._unit)
             bound = np.clip(bound, 0, self._span)
-        low = np.where(valid, entity, 0) * self._stride
-        high = low + np.where(valid, bound, 0)
-        return Window(self._search(low), self._search(high))
+        entity = np.where(valid, entity, 0)
+        high = entity * self._stride
+        start = self._starts[entity] if self._starts is not None else self._search(high)
+        high += np.where(valid, bound, 0)
+        return Window(start, self._search(high))
 
     def latest(self, window: Window) -> np.ndarray:
         """Input row of the latest event in each window, -1 where the window is empty."""
