@@ -206,7 +206,9 @@ def build_order_features(
     if orders is not None and len(targets):
         new = targets[~targets["order_id"].isin(history["order_id"])]
         history = pd.concat([history, new], ignore_index=True) if len(history) else new
-    history = history.drop_duplicates("order_id", keep="last")
+    superseded = history["order_id"].duplicated(keep="last")
+    if superseded.any():  # the later of two rows of an order wins
+        history = history[~superseded]
 
     q = _Orders.from_frame(targets)
     customers = functools.cache(lambda: _customer_rows(_table(tables, "customers"), q))
@@ -345,6 +347,8 @@ class _Orders:
     at: np.ndarray
     customers: pd.Index
     input_order: np.ndarray
+    input_ids: pd.Series
+    """The order ids in the order given, which the output keeps."""
 
     @classmethod
     def from_frame(cls, targets: pd.DataFrame) -> _Orders:
@@ -357,6 +361,7 @@ class _Orders:
             at=at[order],
             customers=pd.Index(uniques),
             input_order=order,
+            input_ids=targets["order_id"],
         )
 
     def __len__(self) -> int:
@@ -369,17 +374,21 @@ class _Orders:
         return np.where(found & (at != NAT) & (self.at != NAT), (self.at - at) / DAY_NS, np.nan)
 
     def assemble(self, values: dict[str, np.ndarray | pd.Series], columns: list[str]) -> pd.DataFrame:
-        data = {}
-        for column in columns:
-            value = values[column]
-            if column in CATEGORICAL_COLUMNS:
-                data[column] = pd.array(value, dtype="string")
-            else:
-                data[column] = np.asarray(value, dtype=np.float64)
-        frame = pd.DataFrame(data, index=pd.Index(self.frame["order_id"].astype("string"), name="order_id"))
         restore = np.empty(len(self), dtype=np.int64)
         restore[self.input_order] = np.arange(len(self))
-        return frame.iloc[restore]
+        index = pd.Index(self.input_ids.astype("string"), name="order_id")
+        # The numeric columns go straight, back in input order, into the one float64 block pandas
+        # keeps them in: building the frame from separate columns would copy them all once more.
+        numeric = [column for column in columns if column not in CATEGORICAL_COLUMNS]
+        block = np.empty((len(numeric), len(self)), dtype=np.float64)
+        for row, column in zip(block, numeric, strict=True):
+            np.take(np.asarray(values[column], dtype=np.float64), restore, out=row)
+        frame = pd.DataFrame(block.T, index=index, columns=numeric, copy=False)
+        for column in columns:
+            if column in CATEGORICAL_COLUMNS:
+                text = pd.array(values[column], dtype="string").take(restore)
+                frame.insert(columns.index(column), column, text)
+        return frame
 
 
 # --- families -----------------------------------------------------------------------------------
@@ -407,12 +416,12 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     clear = Timeline(customer, cleared_eff, n)
     overdue = Timeline(customer, np.where(ever_overdue, overdue_from, NAT), n)
 
-    # The values of clearing events are derived once, in the timeline's sorted order: few random reads.
-    c_cleared, c_due, c_issued, c_amount, c_short, c_deducted = (
-        clear.take(x) for x in (cleared, due, issued, amount, short, deducted)
-    )
-    days_late = (c_cleared - c_due) // DAY_NS
-    was_overdue = np.maximum(c_cleared, c_issued) > np.maximum(c_issued, c_due)
+    # The values of clearing events are derived per invoice, then put in the timeline's sorted order
+    # once: each array taken is a pass of random reads.
+    days_late = clear.take((cleared - due) // DAY_NS)
+    days_to_pay = clear.take(np.maximum(cleared - issued, 0) // 10**9)
+    was_overdue = clear.take(np.maximum(cleared, issued) > np.maximum(issued, due))
+    c_amount, c_short, c_deducted = clear.take(amount), clear.take(short), clear.take(deducted)
 
     now_issued = issue.before(q.customer, q.at)
     now = clear.before(q.customer, q.at)
@@ -439,9 +448,7 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
         "inv_late_61_90_count": cleared_before((days_late >= 61) & (days_late <= 90)),
         "inv_late_90p_count": cleared_before(days_late > 90),
         "inv_avg_days_late": avg_late,
-        "inv_avg_days_to_pay": _ratio(
-            cleared_before(np.maximum(c_cleared - c_issued, 0) // 10**9) / 86_400, n_cleared
-        ),
+        "inv_avg_days_to_pay": _ratio(cleared_before(days_to_pay) / 86_400, n_cleared),
         "inv_avg_days_late_90d": avg_recent,
         "inv_late_trend": avg_recent - avg_late,
         "open_invoice_count": now_issued.count - n_cleared,
@@ -504,10 +511,7 @@ def _open_orders_amount(
         position = encode(frame["order_id"], orders)[rows]
         at = _times(frame, column)[rows]
         known = (position >= 0) & (at != NAT)
-        if known.any():
-            firsts = pd.Series(at[known]).groupby(position[known]).min()
-            where = firsts.index.to_numpy()
-            closes[where] = np.minimum(closes[where], firsts.to_numpy())
+        np.minimum.at(closes, position[known], at[known])
     # An invoice or cancellation dated before the order (a data error) closes it on creation.
     closes = np.where(created != NAT, np.maximum(closes, created), NAT)
 
