@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -75,14 +76,15 @@ def credit_steps(
     exposure: float | None,
     order_amount: float | None,
     overdue_amount: float | None,
-    overdue: pd.DataFrame | None,
+    overdue: Sequence[tuple[str, float, int]] | None,
     round_to: float,
 ) -> list[dict[str, Any]]:
     """The ways to bring one order under its customer's credit line, smallest first within each kind.
 
     Args:
         credit_limit, exposure, order_amount, overdue_amount: the order's features.
-        overdue: the customer's overdue invoices (:func:`overdue_invoices`), or None when unknown.
+        overdue: the customer's overdue invoices as ``(invoice_id, amount, days_overdue)``, oldest
+            first (:func:`overdue_invoices` gives them for every customer), or None when unknown.
         round_to: limit increases are rounded up to a multiple of this.
     """
     limit, exposure = _number(credit_limit), _number(exposure)
@@ -122,7 +124,9 @@ def credit_steps(
     return steps
 
 
-def _collect_step(excess: float, overdue_amount: float, overdue: pd.DataFrame | None) -> dict[str, Any]:
+def _collect_step(
+    excess: float, overdue_amount: float, overdue: Sequence[tuple[str, float, int]] | None
+) -> dict[str, Any]:
     if overdue_amount < excess:
         return {
             "step": "collect",
@@ -132,12 +136,11 @@ def _collect_step(excess: float, overdue_amount: float, overdue: pd.DataFrame | 
         }
     named, covered = [], 0.0
     if overdue is not None:
-        for row in overdue.itertuples():
+        for invoice_id, amount, days in overdue:
             if covered >= excess:
                 break
-            amount = float(row.amount)
-            named.append({"invoice_id": row.invoice_id, "amount": amount, "days": int(row.days_overdue)})
-            covered += amount
+            named.append({"invoice_id": invoice_id, "amount": float(amount), "days": int(days)})
+            covered += float(amount)
     if named and covered >= excess:
         listed = ", ".join(
             f"{i['invoice_id']} ({_money(i['amount'])}, {i['days']} days overdue)"
@@ -166,8 +169,11 @@ STEPPED_REASONS = frozenset({"credit", "incomplete_info", "compliance"})
 """The reasons :func:`steps_for` can name steps for; any other reason's steps are an empty list."""
 
 
-def steps_for(reason: str, row: dict[str, Any], overdue: pd.DataFrame | None, round_to: float) -> list[dict]:
-    """What clears an at-risk order routed for ``reason``, given its feature row."""
+def steps_for(
+    reason: str, row: dict[str, Any], overdue: Sequence[tuple[str, float, int]] | None, round_to: float
+) -> list[dict]:
+    """What clears an at-risk order routed for ``reason``, given its feature row and its customer's
+    overdue invoices (see :func:`credit_steps`)."""
     if reason == "credit":
         return credit_steps(
             credit_limit=row.get("credit_limit"),
@@ -213,18 +219,39 @@ def what_clears(
     out: list[str | None] = [None if reason is None else "[]" for reason in teams_reason]
     if not wanted:
         return out
-    by_customer = dict(tuple(overdue.groupby("customer_id", sort=False))) if overdue is not None else {}
     columns = [c for c in ("customer_id", "credit_limit", "exposure", "order_amount", "overdue_amount",
                            "sanctions_name_score", *MISSING_FIELDS) if c in features.columns]  # fmt: skip
     # Rows are put together from whole columns: taking them out of a wide frame one by one is slower.
     values = [features[c].to_numpy(dtype=object)[wanted] for c in columns]
+    invoices_of = _invoices_by_customer(overdue)
     for k, i in enumerate(wanted):
         row = {c: column[k] for c, column in zip(columns, values, strict=True)}
-        mine = by_customer.get(row.get("customer_id")) if overdue is not None else None
-        if overdue is not None and mine is None:
-            mine = overdue.iloc[:0]
+        mine = None if invoices_of is None else invoices_of(row.get("customer_id"))
         out[i] = json.dumps(steps_for(teams_reason[i], row, mine, round_to))
     return out
+
+
+def _invoices_by_customer(overdue: pd.DataFrame | None):
+    """A lookup customer id -> that customer's overdue invoices as ``(invoice_id, amount, days_overdue)``
+    in the frame's order (oldest first), or None when ``overdue`` is None.
+
+    The frame is only indexed here; a customer's list is built the first time one of its orders asks.
+    """
+    if overdue is None:
+        return None
+    positions = overdue.groupby("customer_id", sort=False).indices
+    ids = overdue["invoice_id"].to_numpy(dtype=object)
+    amounts = overdue["amount"].to_numpy(dtype=float)
+    days = overdue["days_overdue"].to_numpy(dtype=float)
+    built: dict[Any, list[tuple[str, float, int]]] = {}
+
+    def invoices_of(customer: Any) -> list[tuple[str, float, int]]:
+        if customer not in built:
+            rows = positions.get(customer, ())
+            built[customer] = [(ids[r], float(amounts[r]), int(days[r])) for r in rows]
+        return built[customer]
+
+    return invoices_of
 
 
 def as_text(steps_json: str | None) -> str:
