@@ -111,24 +111,30 @@ def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(n, dtype=np.int64)
     row_mask = (1 << row_bits) - 1
     if key_bits <= free:
-        packed = keys << row_bits
-        packed |= rows
-        packed.sort()
+        packed = _sort_packed(keys.copy(), rows, row_bits)
         order = packed & row_mask
         packed >>= row_bits
         return order, packed
-    packed = keys & ((1 << free) - 1)
-    packed <<= row_bits
-    packed |= rows
-    packed.sort()
-    first = packed & row_mask
-    packed = keys[first]
-    packed >>= free
-    packed <<= row_bits
-    packed |= rows
-    packed.sort()
-    order = first[packed & row_mask]
-    return order, keys[order]
+    by_low = _sort_packed(keys & ((1 << free) - 1), rows, row_bits)
+    high = keys[by_low & row_mask]
+    high >>= free
+    by_high = _sort_packed(high, rows, row_bits)
+    # Each (low bits, row) pair moved to its final place gives both the order and the low bits.
+    low = by_low[by_high & row_mask]
+    order = low & row_mask
+    low >>= row_bits
+    by_high >>= row_bits
+    by_high <<= free
+    by_high |= low
+    return order, by_high
+
+
+def _sort_packed(values: np.ndarray, rows: np.ndarray, row_bits: int) -> np.ndarray:
+    """``values`` (overwritten) with each row number in its low bits, sorted."""
+    values <<= row_bits
+    values |= rows
+    values.sort()
+    return values
 
 
 @dataclass(frozen=True)
