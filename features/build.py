@@ -203,12 +203,15 @@ def build_order_features(
             f"orders to featurise need unique order ids: {missing_ids} missing, "
             f"{len(repeated)} repeated (first: {repeated.head(5).tolist()})"
         )
-    if orders is not None and len(targets):
-        new = targets[~targets["order_id"].isin(history["order_id"])]
-        history = pd.concat([history, new], ignore_index=True) if len(history) else new
-    superseded = history["order_id"].duplicated(keep="last")
-    if superseded.any():  # the later of two rows of an order wins
-        history = history[~superseded]
+    if orders is not None:
+        if len(targets):
+            new = targets[~targets["order_id"].isin(history["order_id"])]
+            history = pd.concat([history, new], ignore_index=True) if len(history) else new
+        # The later of two rows of an order wins. (Without ``orders`` the history is the targets,
+        # which repeat no order id: checked above.)
+        superseded = history["order_id"].duplicated(keep="last")
+        if superseded.any():
+            history = history[~superseded]
 
     q = _Orders.from_frame(targets)
     customers = functools.cache(lambda: _customer_rows(_table(tables, "customers"), q))
