@@ -385,7 +385,8 @@ class _Orders:
         numeric = [column for column in columns if column not in CATEGORICAL_COLUMNS]
         block = np.empty((len(numeric), len(self)), dtype=np.float64)
         for row, column in zip(block, numeric, strict=True):
-            np.take(np.asarray(values[column], dtype=np.float64), restore, out=row)
+            # mode="clip" (restore is a permutation, so nothing is clipped) skips a buffered copy.
+            np.take(np.asarray(values[column], dtype=np.float64), restore, out=row, mode="clip")
         frame = pd.DataFrame(block.T, index=index, columns=numeric, copy=False)
         for column in columns:
             if column in CATEGORICAL_COLUMNS:
@@ -407,8 +408,9 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     amount = _cents(_number(invoices, "amount"))
     # A deduction: the invoice was cleared with less paid than billed (the paid amount is known at clearing).
     paid = _number(invoices, "paid_amount")
-    short = ~np.isnan(paid) & (_cents(paid) < amount)
-    deducted = np.where(short, amount - _cents(paid), 0)
+    paid_cents = _cents(paid)
+    short = ~np.isnan(paid) & (paid_cents < amount)
+    deducted = np.where(short, amount - paid_cents, 0)
     # An invoice cleared before it was issued (a data error) counts as cleared on issue, never open.
     cleared_eff = np.where(cleared != NAT, np.maximum(cleared, issued), NAT)
     overdue_from = np.maximum(issued, due)
