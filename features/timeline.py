@@ -98,8 +98,10 @@ def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Same result as ``np.argsort(keys, kind="stable")``, several times faster on millions of keys: each
     key is packed with its row number into one int64, so a plain value sort (vectorised, far faster
     than a stable argsort) orders by key and breaks ties by row. Keys too wide to share an int64 with
-    the row number are sorted in two such passes, by their low bits and then stably by their high
-    bits (a least-significant-digit radix sort).
+    the row number are sorted by their high bits first, then within each run of equal high bits by
+    the whole key and the position in the run (small numbers); when even that does not fit, by their
+    low bits and then stably by their high bits (a least-significant-digit radix sort). Input already
+    nearly in order (grouped by entity, say) is read nearly in place.
     """
     n = len(keys)
     row_bits = max(int(n - 1).bit_length(), 1)
@@ -115,6 +117,24 @@ def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = packed & row_mask
         packed >>= row_bits
         return order, packed
+    shift = key_bits - free
+    by_high = _sort_packed(keys >> shift, rows, row_bits)
+    first = by_high & row_mask
+    by_high >>= row_bits
+    run = np.empty(n, dtype=bool)
+    run[0] = True
+    np.not_equal(by_high[1:], by_high[:-1], out=run[1:])
+    starts = np.flatnonzero(run)
+    in_run = rows - np.repeat(starts, np.diff(np.append(starts, n)))
+    run_bits = max(int(in_run.max()).bit_length(), 1)
+    if key_bits + run_bits <= 63:
+        # Sorting by (key, position in run) moves each key only within its run of equal high bits.
+        packed = _sort_packed(keys[first], in_run, run_bits)
+        moved = packed & ((1 << run_bits) - 1)
+        moved -= in_run
+        moved += rows
+        packed >>= run_bits
+        return first[moved], packed
     by_low = _sort_packed(keys & ((1 << free) - 1), rows, row_bits)
     high = keys[by_low & row_mask]
     high >>= free
@@ -130,7 +150,7 @@ def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sort_packed(values: np.ndarray, rows: np.ndarray, row_bits: int) -> np.ndarray:
-    """``values`` (overwritten) with each row number in its low bits, sorted."""
+    """``values`` (overwritten) with each row's number from ``rows`` in its low bits, sorted."""
     values <<= row_bits
     values |= rows
     values.sort()

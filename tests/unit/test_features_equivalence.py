@@ -18,10 +18,14 @@ def _reference_encode(values: pd.Series, index: pd.Index) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 1000, 50_000])
-@pytest.mark.parametrize("bound", [1, 3, 2**20, 2**38, 2**45, 2**62])
-def test_stable_sort_is_a_stable_argsort(n, bound):
-    # Small bounds make many ties; wide keys take the two-pass path, the widest the plain argsort.
+@pytest.mark.parametrize("bound", [1, 3, 2**20, 2**38, 2**45, 2**49, 2**62])
+@pytest.mark.parametrize("long_run", [False, True])
+def test_stable_sort_is_a_stable_argsort(n, bound, long_run):
+    # Small bounds make many ties; wide keys take the high-bits-first path, or with a long run of
+    # equal keys (too long to number within an int64) the low-bits-first one.
     keys = np.random.default_rng(n + bound % 997).integers(0, bound, n, dtype=np.int64)
+    if long_run:
+        keys[: n // 2] = bound - 1
 
     order, ordered = stable_sort(keys)
 
