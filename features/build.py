@@ -357,7 +357,12 @@ class _Orders:
     def from_frame(cls, targets: pd.DataFrame) -> _Orders:
         codes, uniques = pd.factorize(targets["customer_id"].astype("string"))
         at = to_ns(targets["created_at"])
-        order = np.lexsort((at, codes))
+        if len(at) and codes.min() >= 0 and at.min() != NAT:
+            # A timeline of the orders themselves holds them in (customer, time) order, ties in input
+            # order: what lexsort gives, several times faster.
+            order = Timeline(codes.astype(np.int64), at, len(uniques)).positions
+        else:
+            order = np.lexsort((at, codes))
         return cls(
             frame=targets.iloc[order].reset_index(drop=True),
             customer=codes[order].astype(np.int64),

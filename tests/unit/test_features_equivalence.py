@@ -86,3 +86,23 @@ def test_features_come_back_in_the_order_given():
 
     pd.testing.assert_frame_equal(other_order, in_order.loc[shuffled["order_id"].astype("string")])
     assert in_order.index.equals(pd.Index(orders["order_id"].astype("string"), name="order_id"))
+
+
+@pytest.mark.parametrize("with_gaps", [False, True])
+def test_orders_are_held_in_customer_and_time_order_as_lexsort_would(with_gaps):
+    from features.build import _Orders
+    from features.timeline import to_ns
+
+    rng = np.random.default_rng(9)
+    customer = np.array([f"C{i}" for i in rng.integers(0, 30, 2000)], dtype=object)
+    created = pd.Series(pd.to_datetime(rng.integers(0, 400, 2000) * 10**9, utc=True))  # many ties
+    if with_gaps:  # a missing customer or time takes the plain lexsort
+        customer[::97] = None
+        created[::89] = pd.NaT
+    targets = pd.DataFrame({"order_id": [f"O{i}" for i in range(2000)], "customer_id": customer})
+    targets["created_at"] = created
+
+    orders = _Orders.from_frame(targets)
+
+    codes, _ = pd.factorize(targets["customer_id"].astype("string"))
+    np.testing.assert_array_equal(orders.input_order, np.lexsort((to_ns(targets["created_at"]), codes)))
