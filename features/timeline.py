@@ -124,8 +124,10 @@ def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     run = np.empty(n, dtype=bool)
     run[0] = True
     np.not_equal(by_high[1:], by_high[:-1], out=run[1:])
-    starts = np.flatnonzero(run)
-    in_run = rows - np.repeat(starts, np.diff(np.append(starts, n)))
+    # Position in the run of equal high bits: the row less the row where the run started.
+    in_run = np.where(run, rows, 0)
+    np.maximum.accumulate(in_run, out=in_run)
+    np.subtract(rows, in_run, out=in_run)
     run_bits = max(int(in_run.max()).bit_length(), 1)
     if key_bits + run_bits <= 63:
         # Sorting by (key, position in run) moves each key only within its run of equal high bits.
