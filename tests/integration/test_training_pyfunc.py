@@ -239,3 +239,14 @@ def test_a_champion_without_signature_is_refused(store, trained, valid):
     model, _ = load_champion("holdcast_unsigned", store["tracking_uri"])
     with pytest.raises(ModelSignatureError, match="logged without an input signature"):
         score(model, valid)
+
+
+@pytest.mark.parametrize("explainer", ["path", "shap"])
+def test_the_explainer_setting_reaches_the_registered_model(champion, trained, valid, explainer):
+    rows = valid.head(60)
+    served = score(champion, rows, explainer=explainer)
+    in_memory = trained.model.predict_frame(rows, explainer=explainer)
+    assert served["top_factors"].tolist() == in_memory["top_factors"].tolist()
+    other = trained.model.predict_frame(rows, explainer="shap" if explainer == "path" else "path")
+    # The two explainers differ somewhere, so equality above shows which one ran.
+    assert served["top_factors"].tolist() != other["top_factors"].tolist()
