@@ -245,18 +245,22 @@ class Timeline:
         Queries with a negative entity or a missing time get an empty window.
         """
         valid = (entity >= 0) & (at != NAT)
-        at = np.where(valid, at, self._origin)
+        some_invalid = not valid.all()  # usually none: then the masking passes are skipped
+        if some_invalid:
+            at = np.where(valid, at, self._origin)
         if self._ranks is not None:
             bound = np.searchsorted(self._ranks, at, side="right" if inclusive else "left")
         else:
             delta = at - self._origin
             # Event offsets are exact multiples of the unit, so "event < t" is "offset < ceil(delta/unit)".
             bound = delta // self._unit + 1 if inclusive else -(-delta // self._unit)
-            bound = np.clip(bound, 0, self._span)
-        entity = np.where(valid, entity, 0)
+            np.clip(bound, 0, self._span, out=bound)
+        if some_invalid:
+            entity = np.where(valid, entity, 0)
+            bound[~valid] = 0
         high = entity * self._stride
         start = self._starts[entity] if self._starts is not None else self._search(high)
-        high += np.where(valid, bound, 0)
+        high += bound
         return Window(start, self._search(high))
 
     def latest(self, window: Window) -> np.ndarray:
