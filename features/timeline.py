@@ -34,7 +34,6 @@ _PARALLEL_SLICE = 1_000_000
 """Values looked up per thread in :func:`encode`, at least."""
 _MAX_STARTS = 2**24
 """Entity codes up to which a timeline keeps where each entity's events begin."""
-"""Values looked up per thread in :func:`encode`, at least."""
 
 
 def to_ns(values: pd.Series) -> np.ndarray:
@@ -72,6 +71,7 @@ def encode(values: pd.Series, index: pd.Index) -> np.ndarray:
 
 
 def _arrow_strings(values: pd.Series | pd.Index) -> pa.ChunkedArray | None:
+    """The Arrow data of a column of Arrow-backed strings, None for any other column."""
     array = values.array
     return array.__arrow_array__() if isinstance(array, pd.arrays.ArrowStringArray) else None
 
@@ -259,7 +259,8 @@ class Timeline:
             entity = np.where(valid, entity, 0)
             bound[~valid] = 0
         high = entity * self._stride
-        start = self._starts[entity] if self._starts is not None else self._search(high)
+        kept = self._starts is not None and (len(entity) == 0 or entity.max() < len(self._starts))
+        start = self._starts[entity] if kept else self._search(high)
         high += bound
         return Window(start, self._search(high))
 
