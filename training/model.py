@@ -318,11 +318,15 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         array of JSON strings, one per row of ``matrix``.
         """
         contrib = self.contributions(matrix, explainer)
-        k = min(k, contrib.shape[1])
-        if k < contrib.shape[1]:
-            top = np.argpartition(-contrib, k, axis=1)[:, :k]
-        else:
-            top = np.tile(np.arange(k), (len(contrib), 1))
+        # Only a feature with a positive contribution somewhere can be named: the others are left out
+        # before ranking (path attributions leave every feature no tree splits on at 0).
+        candidates = np.flatnonzero((contrib > 0).any(axis=0))
+        k = min(k, len(candidates))
+        text = np.full(len(contrib), "[", dtype=object)
+        if k == 0:
+            return text + "]"
+        contrib = contrib[:, candidates]
+        top = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
         top_values = np.take_along_axis(contrib, top, axis=1)
         order = np.take_along_axis(top, np.argsort(-top_values, axis=1, kind="stable"), axis=1)
         values = np.round(np.take_along_axis(contrib, order, axis=1), 4)
@@ -330,15 +334,12 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         # The JSON is assembled column by column on object arrays: a Python loop over rows took longer
         # than the contributions themselves on a million orders. Values are sorted, so the positive
         # ones come first and a separator is needed exactly before each positive value but the first.
-        opening = np.array([f"[{json.dumps(c)}, " for c in self.feature_columns], dtype=object)
-        text = np.full(len(contrib), "[", dtype=object)
+        opening = np.array([f"[{json.dumps(self.feature_columns[c])}, " for c in candidates], dtype=object)
         for j in range(k):
-            positive = values[:, j] > 0
-            numbers = np.array([repr(v) for v in values[:, j].tolist()], dtype=object)
-            piece = opening[order[:, j]] + numbers + "]"
-            if j:
-                piece = ", " + piece
-            text = text + np.where(positive, piece, "")
+            rows = np.flatnonzero(values[:, j] > 0)
+            numbers = np.array([repr(v) for v in values[rows, j].tolist()], dtype=object)
+            piece = opening[order[rows, j]] + numbers + "]"
+            text[rows] = text[rows] + (", " + piece if j else piece)
         return text + "]"
 
     def describe(self) -> dict[str, dict[str, Any]]:
