@@ -332,6 +332,27 @@ def _auto_release(policy: Policy, risk, features: pd.DataFrame, at_risk, blocked
 _HEX_PAIRS = [f"{b:02x}" for b in range(256)]
 
 
+def risk_text(risk: pd.Series) -> pd.Series:
+    """``risk.astype("string")`` for risks rounded to 6 decimals in [0, 1], ten times faster.
+
+    Arrow writes the same shortest digits as Python's ``repr`` but differs in form for 0 and 1 ("0"
+    for "0.0") and below 1e-4 ("0.000001" for "1e-06"); those few values are written by ``repr``.
+    ``tests/unit/test_decisions.py`` checks every one of the 1,000,001 possible risks.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = risk.to_numpy(dtype=float, na_value=np.nan)
+    if not len(values) or not ((values >= 0) & (values <= 1)).all():
+        return risk.astype("string")
+    text = pc.cast(pa.array(values), pa.string()).to_numpy(zero_copy_only=False)
+    special = np.flatnonzero((values < 1e-4) | (values == 1))
+    text[special] = [repr(v) for v in values[special].tolist()]
+    return pd.Series(text, index=risk.index, dtype="string")
+
+
 def _hashes(frame: pd.DataFrame) -> np.ndarray:
     """Hash of what the ERP would show; the as-of date is left out so an unchanged decision is not news.
 
@@ -341,7 +362,9 @@ def _hashes(frame: pd.DataFrame) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    shown = frame[SHOWN_COLUMNS]
-    hashes = pd.util.hash_pandas_object(shown.astype("string"), index=False).to_numpy(dtype=np.uint64)
+    shown = pd.DataFrame(
+        {c: risk_text(frame[c]) if c == "risk" else frame[c].astype("string") for c in SHOWN_COLUMNS}
+    )
+    hashes = pd.util.hash_pandas_object(shown, index=False).to_numpy(dtype=np.uint64)
     pairs = np.array(_HEX_PAIRS, dtype="U2")[hashes.astype(">u8").view(np.uint8).reshape(-1, 8)]
     return np.ascontiguousarray(pairs).view("U16").ravel().astype(object)

@@ -70,3 +70,16 @@ def test_hash_ignores_the_interval_but_not_the_content(policy):
     changed.loc["O2", "p_any"] = 0.7
     other = decide(changed, _features(), policy, as_of="2025-06-30", **kwargs)
     assert (first["decision_hash"] != other["decision_hash"]).tolist() == [False, True, False]
+
+
+def test_risk_text_writes_every_possible_risk_as_pandas_does():
+    import numpy as np
+
+    from include.decisions import risk_text
+
+    # Risks are rounded to 6 decimals in [0, 1]: all 1,000,001 of them, in the hash's own text.
+    risks = pd.Series(np.round(np.arange(1_000_001) / 1e6, 6))
+    assert risk_text(risks).equals(risks.astype("string"))
+    # Anything else (a missing or out-of-range value) is written the plain way.
+    odd = pd.Series([0.5, float("nan"), 1.5, -0.0])
+    assert risk_text(odd).equals(odd.astype("string"))
