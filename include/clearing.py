@@ -248,7 +248,7 @@ def _invoices_by_customer(overdue: pd.DataFrame | None):
     def invoices_of(customer: Any) -> list[tuple[str, float, int]]:
         if customer not in built:
             rows = positions.get(customer, ())
-            built[customer] = [(ids[r], float(amounts[r]), int(days[r])) for r in rows]
+            built[customer] = [(ids[r], amounts[r], days[r]) for r in rows]
         return built[customer]
 
     return invoices_of

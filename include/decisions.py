@@ -139,7 +139,11 @@ def decide(
         else:
             cleared |= hit
         rows = np.flatnonzero(hit)
-        values = {c.feature: features[c.feature].to_numpy()[rows] for c in rule.when} if len(rows) else {}
+        values = (
+            {c.feature: features[c.feature].iloc[rows].to_numpy(dtype=object) for c in rule.when}
+            if len(rows)
+            else {}
+        )
         for k, i in enumerate(rows.tolist()):
             notes.setdefault(i, []).append(f"{rule.effect} rule {rule.name}")
             if rule.effect == "block":
@@ -164,7 +168,7 @@ def decide(
     else:
         named_factors = [[] for _ in risky]
     needed = sorted({name for names in named_factors for name in names} & set(features.columns))
-    columns = {name: features[name].iloc[risky].to_numpy() for name in needed}
+    columns = {name: features[name].iloc[risky].to_numpy(dtype=object) for name in needed}
     for k, (i, names) in enumerate(zip(risky.tolist(), named_factors, strict=True)):
         said = list(rule_evidence.get(i, ()))
         if names:
@@ -229,7 +233,7 @@ def decide(
     return frame[DECISION_COLUMNS]
 
 
-_FACTOR_NAME = re.compile(r'\["([^"\\]+)", ')
+_FACTOR_NAME = re.compile(r'\["([^"\\]+)",\s*')
 """A feature name in ``top_factors`` (``[["utilisation", 0.8], ...]``): names are plain identifiers."""
 
 

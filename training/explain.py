@@ -95,7 +95,7 @@ class PathExplainer:
         # Trees in groups whose leaf combinations fit GROUP_ROWS; each group's table is the sum of its
         # trees' tables over every combination of their leaves, in row-major order of the leaf indices.
         self.groups: list[tuple[int, int, np.ndarray]] = []
-        start = 0
+        start = 0 if len(self.used) else len(tables)  # no split moves the score: nothing to look up
         while start < len(tables):
             stop, rows = start + 1, len(tables[start])
             while stop < len(tables) and rows * len(tables[stop]) <= GROUP_ROWS:

@@ -44,7 +44,6 @@ def test_customer_series_and_mapping_give_the_same_decisions(policy):
     assert pd.isna(by_series["customer_id"].iloc[1])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nullable-integer values are read as floats (3.0) for evidence")
 def test_evidence_writes_a_nullable_integer_category_as_it_reads(policy):
     scores = _scores(["O1", "O2"], [0.9, 0.9], top_factors=json.dumps([["bureau_rating", 0.4]]))
     features = pd.DataFrame({"bureau_rating": pd.array([3, None], dtype="Int64")}, index=["O1", "O2"])
@@ -53,7 +52,6 @@ def test_evidence_writes_a_nullable_integer_category_as_it_reads(policy):
     assert out.loc["O2", "evidence"] == "[]"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nullable-integer values are read as floats (12.0) for evidence")
 def test_block_rule_evidence_writes_a_nullable_integer_as_it_reads(policy):
     # A feature the evidence has no words for is named with its value.
     rule = HardRule("many_reminders", "block", "payment", (Condition("reminders_sent", "at_least", 10),))

@@ -20,11 +20,6 @@ def _assert_matches_lightgbm(booster: lgb.Booster, matrix: np.ndarray) -> None:
     np.testing.assert_allclose(shap[:, -1], explainer.expected_value, atol=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: when no split credits any feature, grouping trees reshapes to (-1, 0) and fails",
-)
 def test_a_booster_whose_splits_never_move_the_score_is_explained_by_zeros():
     # LightGBM does grow such trees (seen with sample weights: two leaves of the same value); setting
     # the leaves gives one directly.
