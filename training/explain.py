@@ -43,6 +43,9 @@ def _leaf_table(tree: dict, n_features: int) -> tuple[np.ndarray, float]:
     def mean(node: dict) -> tuple[float, float]:
         """(expected value, weight) of a node, stored on it as ``_e``."""
         if "split_feature" not in node:
+            if node.get("leaf_coeff"):
+                # A linear leaf's value depends on the row, not only on the path to it.
+                raise ValueError("path attributions need constant leaves; this booster has linear trees")
             weight = float(node.get("leaf_count") or 0)
             node["_e"] = float(node["leaf_value"])
             return node["_e"], weight

@@ -64,3 +64,13 @@ def test_a_one_leaf_tree_grouped_with_others_on_float32_missing_input(monkeypatc
     matrix[rng.random(matrix.shape) < 0.3] = np.nan
     _assert_matches_lightgbm(booster, matrix)
     assert PathExplainer(booster).contributions(matrix[:0]).shape == (0, 3)
+
+
+def test_a_booster_with_linear_trees_is_refused_not_explained_wrongly():
+
+    rng = np.random.default_rng(4)
+    x = rng.random((500, 3))
+    params = {"objective": "regression", "linear_tree": True, "verbose": -1}
+    booster = lgb.train(params, lgb.Dataset(x, 2 * x[:, 0] + x[:, 1]), num_boost_round=3)
+    with pytest.raises(ValueError, match="linear trees"):
+        PathExplainer(booster)
