@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from bench import bench_dags, bench_features, bench_scoring
+    from include.runtime import tune_batch_memory
+
+    # As holdcast's feature, training and scoring tasks do (HOLDCAST_BATCH_MEMORY): the references
+    # run in the same process, so they are measured under the same allocator.
+    tune_batch_memory()
 
     if args.only in (None, "dags"):
         print("\n" + bench_dags.report(bench_dags.run()) + "\n", flush=True)

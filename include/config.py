@@ -321,3 +321,13 @@ HOLDCAST_SMTP_CONN_ID = Setting(
 )
 
 ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_NOTIFY_MODE, HOLDCAST_OUTBOX_DIR, HOLDCAST_SMTP_CONN_ID)
+
+HOLDCAST_BATCH_MEMORY = Setting(
+    "HOLDCAST_BATCH_MEMORY",
+    _choice("reuse", "system"),
+    lambda: "reuse",
+    "How a heavy task's process allocates: reuse keeps freed memory for its next arrays (faster, "
+    "see include/runtime.py); system leaves the C allocator's and NumPy's defaults.",
+)
+
+ALL_SETTINGS = (*ALL_SETTINGS, HOLDCAST_BATCH_MEMORY)

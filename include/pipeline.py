@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include import config, warehouse
+from include import config, runtime, warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def should_announce(run_type: str, announce_backfill: bool) -> tuple[bool, str]:
 
 def build_features(as_of: datetime) -> dict[str, Any]:
     """Point-in-time features and labels for every order of the interval's canonical snapshot."""
+    runtime.tune_batch_memory()
     from features.build import build_order_features
     from features.labels import build_labels
 
@@ -122,6 +123,7 @@ def train_model(as_of: datetime, *, force: bool = False) -> dict[str, Any]:
     it gets ``challenger`` and the gate runs. Analyst feedback labels, when their file exists,
     override the ERP's outcomes of the orders they name (see :func:`_merge_feedback_labels`).
     """
+    runtime.tune_batch_memory()
     from features.build import CATEGORICAL_COLUMNS, FEATURE_COLUMNS
     from include import monitoring
     from include.canonical import HOLD_REASONS
@@ -391,6 +393,7 @@ def score_open_orders(as_of: datetime, *, dry_run: bool = False) -> dict[str, An
     The ERP is the SQL database of ``HOLDCAST_ERP_CONN_ID`` or, with ``HOLDCAST_WRITEBACK_TARGET=sap``,
     SAP S/4HANA through ``HOLDCAST_SAP_CONN_ID`` (see :mod:`include.sap.writeback`).
     """
+    runtime.tune_batch_memory()
     from include.decisions import load_policy
     from training.score import load_champion
 
@@ -590,6 +593,7 @@ def score_shard(ref: dict[str, Any]) -> dict[str, Any]:
     Returns:
         A reference for XCom: the shard, its file, its row and at-risk counts.
     """
+    runtime.tune_batch_memory()
     import mlflow.pyfunc
 
     from include.decisions import load_policy
