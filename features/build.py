@@ -23,6 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,8 +219,7 @@ def build_order_features(
     lines = functools.cache(lambda: _target_lines(_table(tables, "order_lines"), q))
     out: dict[str, np.ndarray | pd.Series] = {}
     steps: list[tuple[str, Callable[[], dict]]] = [
-        ("receivables", lambda: _receivables(_table(tables, "invoices"), q)),
-        ("credit", lambda: _credit(tables, history, q, out["open_receivables_amount"])),
+        ("credit", lambda: _credit(tables, history, q)),
         ("order", lambda: _order_behaviour(history, lines(), q)),
         ("holds", lambda: _holds(_table(tables, "holds"), history, q)),
         ("master", lambda: _master(customers(), q)),
@@ -232,11 +232,24 @@ def build_order_features(
     ]
     # Exposure in the credit family adds up the open receivables.
     computed = wanted | ({"receivables"} if "credit" in wanted else set())
-    for family, step in steps:
-        if family in computed:
-            begun = time.perf_counter()
-            out.update(step())
-            logger.debug("Feature family %s took %.2f s", family, time.perf_counter() - begun)
+    # The receivables family (three invoice timelines: most of the work on a large ledger) runs on
+    # other threads, one per timeline, while this one computes the other families. They spend their
+    # time in NumPy, which lets go of the interpreter lock, so the build uses every core it is given.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="holdcast-features") as pool:
+        receivables = (
+            pool.submit(
+                _timed_family, "receivables", lambda: _receivables(_table(tables, "invoices"), q, pool)
+            )
+            if "receivables" in computed
+            else None
+        )
+        for family, step in steps:
+            if family in computed:
+                out.update(_timed_family(family, step))
+        if receivables is not None:
+            out.update(receivables.result())
+    if "credit" in computed:
+        out.update(_exposure(out, q))
 
     frame = q.assemble(out, [c for name, cols in FEATURE_FAMILIES.items() if name in wanted for c in cols])
     logger.info(
@@ -247,6 +260,13 @@ def build_order_features(
         time.perf_counter() - started,
     )
     return frame
+
+
+def _timed_family(family: str, step: Callable[[], dict]) -> dict:
+    begun = time.perf_counter()
+    values = step()
+    logger.debug("Feature family %s took %.2f s", family, time.perf_counter() - begun)
+    return values
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -403,7 +423,13 @@ class _Orders:
 # --- families -----------------------------------------------------------------------------------
 
 
-def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
+def _receivables(
+    invoices: pd.DataFrame, q: _Orders, pool: ThreadPoolExecutor | None = None
+) -> dict[str, np.ndarray]:
+    """The receivables family; with ``pool``, the issue and overdue timelines are built on its threads.
+
+    ``pool`` needs two workers free: this function waits for what it submits.
+    """
     # Invoices of customers without an order here get code -1 and are dropped by each Timeline.
     customer = encode(invoices["customer_id"], q.customers)
     issued = _times(invoices, "issued_at")
@@ -420,11 +446,25 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     cleared_eff = np.where(cleared != NAT, np.maximum(cleared, issued), NAT)
     overdue_from = np.maximum(issued, due)
     ever_overdue = (cleared == NAT) | (cleared_eff > overdue_from)
-
     n = len(q.customers)
-    issue = Timeline(customer, issued, n)
+
+    def issued_before() -> tuple[np.ndarray, np.ndarray]:
+        """Per order, the count and amount of the customer's invoices issued before t."""
+        issue = Timeline(customer, issued, n)
+        window = issue.before(q.customer, q.at)
+        return window.count, issue.total(amount, window)
+
+    def overdue_before() -> tuple[np.ndarray, np.ndarray]:
+        """Per order, the count and amount of the customer's invoices that fell overdue before t."""
+        overdue = Timeline(customer, np.where(ever_overdue, overdue_from, NAT), n)
+        window = overdue.before(q.customer, q.at)
+        return window.count, overdue.total(amount, window)
+
+    def run(part: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        return pool.submit(part).result if pool is not None else part
+
+    issued_part, overdue_part = run(issued_before), run(overdue_before)
     clear = Timeline(customer, cleared_eff, n)
-    overdue = Timeline(customer, np.where(ever_overdue, overdue_from, NAT), n)
 
     # The values of clearing events are derived per invoice, then put in the timeline's sorted order
     # once: each array taken is a pass of random reads.
@@ -433,11 +473,9 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     was_overdue = clear.take(np.maximum(cleared, issued) > np.maximum(issued, due))
     c_amount, c_short, c_deducted = clear.take(amount), clear.take(short), clear.take(deducted)
 
-    now_issued = issue.before(q.customer, q.at)
     now = clear.before(q.customer, q.at)
     then = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
     year_ago = clear.before(q.customer, q.shifted(DEDUCTION_WINDOW_DAYS))
-    now_overdue = overdue.before(q.customer, q.at)
 
     def cleared_before(values: np.ndarray) -> np.ndarray:
         return clear.total(values, now, presorted=True)
@@ -446,8 +484,10 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
     late_now, late_then = clear.totals(np.maximum(days_late, 0), now, then, presorted=True)
     avg_late = _ratio(late_now, n_cleared)
     avg_recent = _ratio(late_now - late_then, n_cleared - then.count)
-    open_amount = issue.total(amount, now_issued) - cleared_before(c_amount)
-    overdue_amount = overdue.total(amount, now_overdue) - cleared_before(np.where(was_overdue, c_amount, 0))
+    issued_count, issued_amount = issued_part()
+    overdue_count, overdue_total = overdue_part()
+    open_amount = issued_amount - cleared_before(c_amount)
+    overdue_amount = overdue_total - cleared_before(np.where(was_overdue, c_amount, 0))
     short_now, short_then = clear.totals(c_short, now, year_ago, presorted=True)
     deducted_now, deducted_then = clear.totals(c_deducted, now, year_ago, presorted=True)
     return {
@@ -461,9 +501,9 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
         "inv_avg_days_to_pay": _ratio(cleared_before(days_to_pay) / 86_400, n_cleared),
         "inv_avg_days_late_90d": avg_recent,
         "inv_late_trend": avg_recent - avg_late,
-        "open_invoice_count": now_issued.count - n_cleared,
+        "open_invoice_count": issued_count - n_cleared,
         "open_receivables_amount": open_amount / 100,
-        "overdue_count": now_overdue.count - cleared_before(was_overdue),
+        "overdue_count": overdue_count - cleared_before(was_overdue),
         "overdue_amount": overdue_amount / 100,
         "deductions_365d": short_now - short_then,
         "deducted_amount_365d": (deducted_now - deducted_then) / 100,
@@ -471,8 +511,9 @@ def _receivables(invoices: pd.DataFrame, q: _Orders) -> dict[str, np.ndarray]:
 
 
 def _credit(
-    tables: dict[str, pd.DataFrame], history: pd.DataFrame, q: _Orders, open_receivables: np.ndarray
+    tables: dict[str, pd.DataFrame], history: pd.DataFrame, q: _Orders
 ) -> dict[str, np.ndarray | pd.Series]:
+    """The credit family but exposure and utilisation, which need the receivables (:func:`_exposure`)."""
     n = len(q.customers)
     profiles = _table(tables, "credit_profiles")
     profile_line = Timeline(encode(profiles["customer_id"], q.customers), _times(profiles, "valid_from"), n)
@@ -485,7 +526,6 @@ def _credit(
     b_row, b_found = _latest(bureau_line, bureau_line.before(q.customer, q.at))
 
     open_orders = _open_orders_amount(history, _table(tables, "invoices"), _table(tables, "holds"), q)
-    exposure = open_receivables + open_orders + np.nan_to_num(_number(q.frame, "amount"))
     return {
         "credit_limit": limit,
         "internal_score": _pick(_number(profiles, "internal_score"), row, found),
@@ -496,9 +536,15 @@ def _credit(
         "bureau_derogatory_flags": _pick(_number(bureau, "derogatory_flags"), b_row, b_found),
         "days_since_bureau_report": q.days_since(reported[b_row] if len(reported) else q.at, b_found),
         "open_orders_amount": open_orders,
-        "exposure": exposure,
-        "utilisation": _ratio(exposure, limit),
     }
+
+
+def _exposure(out: dict[str, np.ndarray | pd.Series], q: _Orders) -> dict[str, np.ndarray]:
+    """Exposure at t (open receivables, other open orders, the order itself) and its share of the limit."""
+    exposure = (
+        out["open_receivables_amount"] + out["open_orders_amount"] + np.nan_to_num(_number(q.frame, "amount"))
+    )
+    return {"exposure": exposure, "utilisation": _ratio(exposure, out["credit_limit"])}
 
 
 def _open_orders_amount(

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 # mallopt takes an int: 2 GiB - 1 is the largest threshold it accepts. Arrays up to that size then come
 # from the heap, and up to that much free memory at its top is kept instead of given back.
 _KEEP_BYTES = 2**31 - 1
@@ -55,7 +56,12 @@ def tune_batch_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) == 1 and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
+    ok = (
+        mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) == 1
+        and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
+        # Other threads' arenas map each large array afresh whatever the threshold: one arena for all.
+        and mallopt(_M_ARENA_MAX, 1) == 1
+    )
     # Huge pages asked for array by array cost a compaction stall on first use; reused heap memory
     # gains little from them.
     import numpy as np
