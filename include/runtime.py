@@ -11,6 +11,11 @@ kernel), and 5.0 s against 4.1 s on a repeat.
 :func:`tune_batch_memory` makes a task's process keep what it frees and reuse it. The cost: the
 process's resident memory stays at its peak until it ends, which an Airflow task's process does when
 the task does. ``HOLDCAST_BATCH_MEMORY=system`` leaves the defaults alone.
+
+Only the main thread's heap gains: glibc gives every other thread an arena of its own, which maps an
+array over 64 MiB afresh whatever the threshold. Sharing one arena between all threads
+(``M_ARENA_MAX=1``) would cure that but doubles a LightGBM predict on two cores (its threads then
+queue for the one arena's lock), so the feature build keeps its ledger-sized arrays on the main thread.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ logger = logging.getLogger(__name__)
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
 # mallopt takes an int: 2 GiB - 1 is the largest threshold it accepts. Arrays up to that size then come
 # from the heap, and up to that much free memory at its top is kept instead of given back.
 _KEEP_BYTES = 2**31 - 1
@@ -56,12 +60,7 @@ def tune_batch_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    ok = (
-        mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) == 1
-        and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
-        # Other threads' arenas map each large array afresh whatever the threshold: one arena for all.
-        and mallopt(_M_ARENA_MAX, 1) == 1
-    )
+    ok = mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) == 1 and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
     # Huge pages asked for array by array cost a compaction stall on first use; reused heap memory
     # gains little from them.
     import numpy as np

@@ -507,6 +507,10 @@ def test_bad_inputs_raise_with_context(world):
         build_order_features({**world, "invoices": world["invoices"].drop(columns="due_at")})
     with pytest.raises(FeatureInputError, match="repeated"):
         build_order_features(world, pd.concat([world["orders"], world["orders"].iloc[[0]]]))
+    # The families but receivables run on the build's second thread: what they raise reaches the caller.
+    with pytest.raises(FeatureInputError, match="'credit_profiles' lacks required column"):
+        profiles = world["credit_profiles"].drop(columns="valid_from")
+        build_order_features({**world, "credit_profiles": profiles})
 
 
 def test_name_matching_is_token_based_and_ignores_legal_forms():
