@@ -33,8 +33,11 @@ import lightgbm as lgb  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 
 from include.canonical import HOLD_REASONS  # noqa: E402
+from include.text import float_text  # noqa: E402
 from training.errors import FeatureMismatchError  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -168,6 +171,9 @@ def build_vocabularies(frame: pd.DataFrame, categorical: Sequence[str]) -> dict[
     return vocab
 
 
+_TRANSPOSE_ROWS = 8192
+
+
 def encode_features(
     frame: pd.DataFrame, feature_columns: Sequence[str], vocabularies: Mapping[str, Sequence[str]]
 ) -> np.ndarray:
@@ -184,7 +190,10 @@ def encode_features(
     missing = [c for c in feature_columns if c not in frame.columns]
     if missing:
         raise FeatureMismatchError(missing=missing)
-    matrix = np.empty((len(frame), len(feature_columns)), dtype="float64")
+    # Filled a feature at a time into contiguous rows of the transpose, then transposed once: writing
+    # each feature down a column of a row-major matrix strides through memory (1.4 s against 0.4 s for
+    # 70 features of 1M orders). LightGBM reads row-major fastest.
+    columns = np.empty((len(feature_columns), len(frame)), dtype="float64")
     for j, col in enumerate(feature_columns):
         values = frame[col]
         if col in vocabularies:
@@ -197,14 +206,18 @@ def encode_features(
             codes = np.full(len(values), np.nan)
             known = positions >= 0
             codes[known] = lookup[positions[known]]
-            matrix[:, j] = codes
+            columns[j] = codes
         else:
             try:
-                matrix[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+                columns[j] = values.to_numpy(dtype="float64", na_value=np.nan)
             except (TypeError, ValueError) as err:
                 raise FeatureTypeError(
                     f"feature {col!r} must be numeric (dtype {values.dtype}): {err}"
                 ) from err
+    # Transposed a block of rows at a time, so that what is read stays in cache.
+    matrix = np.empty((len(frame), len(feature_columns)), dtype="float64")
+    for start in range(0, len(frame), _TRANSPOSE_ROWS):
+        matrix[start : start + _TRANSPOSE_ROWS] = columns[:, start : start + _TRANSPOSE_ROWS].T
     return matrix
 
 
@@ -281,11 +294,12 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         """Score a feature frame in memory; same output and options as :meth:`predict`."""
         matrix = self.encode(features)
         out = {probability_column(name): target.predict(matrix) for name, target in self.targets.items()}
-        factors = np.full(len(features), "[]", dtype=object)
+        factors = pa.repeat(pa.scalar("[]"), len(features))
         if explain:
             rows = out[probability_column(ANY_TARGET)] >= explain_min_p
             if rows.any():
-                factors[rows] = self.top_factors(matrix[rows], explainer=explainer)
+                explained = self._top_factor_text(matrix[rows], TOP_FACTORS, explainer)
+                factors = pc.replace_with_mask(factors, pa.array(rows), explained)
         out["top_factors"] = pd.array(factors, dtype="string")
         return pd.DataFrame(out, index=features.index)
 
@@ -317,30 +331,34 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         explain the uncalibrated score; their order is what the evidence text needs. Returns an object
         array of JSON strings, one per row of ``matrix``.
         """
+        return self._top_factor_text(matrix, k, explainer).to_numpy(zero_copy_only=False)
+
+    def _top_factor_text(self, matrix: np.ndarray, k: int, explainer: str) -> pa.StringArray:
         contrib = self.contributions(matrix, explainer)
         # Only a feature with a positive contribution somewhere can be named: the others are left out
         # before ranking (path attributions leave every feature no tree splits on at 0).
         candidates = np.flatnonzero((contrib > 0).any(axis=0))
         k = min(k, len(candidates))
-        text = np.full(len(contrib), "[", dtype=object)
         if k == 0:
-            return text + "]"
+            return pa.repeat(pa.scalar("[]"), len(contrib))
         contrib = contrib[:, candidates]
         top = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
         top_values = np.take_along_axis(contrib, top, axis=1)
         order = np.take_along_axis(top, np.argsort(-top_values, axis=1, kind="stable"), axis=1)
         values = np.round(np.take_along_axis(contrib, order, axis=1), 4)
 
-        # The JSON is assembled column by column on object arrays: a Python loop over rows took longer
-        # than the contributions themselves on a million orders. Values are sorted, so the positive
-        # ones come first and a separator is needed exactly before each positive value but the first.
-        opening = np.array([f"[{json.dumps(self.feature_columns[c])}, " for c in candidates], dtype=object)
+        # The JSON is assembled by Arrow a rank at a time: a pair is written where its value is positive
+        # and left out (null) elsewhere, and the pairs of a row are joined skipping the nulls. Values
+        # are sorted, so a row without a positive first value has none: its first pair is "" rather
+        # than null (pyarrow 25 drops a row whose values are all null from a join that skips nulls).
+        opening = pa.array([f"[{json.dumps(self.feature_columns[c])}, " for c in candidates], pa.string())
+        pairs = []
         for j in range(k):
-            rows = np.flatnonzero(values[:, j] > 0)
-            numbers = np.array([repr(v) for v in values[rows, j].tolist()], dtype=object)
-            piece = opening[order[rows, j]] + numbers + "]"
-            text[rows] = text[rows] + (", " + piece if j else piece)
-        return text + "]"
+            pair = pc.binary_join_element_wise(opening.take(order[:, j]), float_text(values[:, j]), "]", "")
+            absent = pa.scalar("" if j == 0 else None, pa.string())
+            pairs.append(pc.if_else(values[:, j] > 0, pair, absent))
+        joined = pc.binary_join_element_wise(*pairs, ", ", null_handling="skip")
+        return pc.binary_join_element_wise("[", joined, "]", "")
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Per target: booster or constant, calibration kind, number of trees, prior, positives."""
