@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from features.timeline import NAT, Timeline, Window, encode, to_ns
 from include.canonical import HOLD_REASONS, TABLES, empty_frame
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FEATURE_VERSION = "1.1.0"
 """Bumped whenever a feature's meaning changes, so models and feature snapshots can be matched."""
@@ -239,13 +241,13 @@ def build_order_features(
     # include/runtime.py; other threads map each array over 64 MiB afresh): 5.3 s against 7.0 s on one
     # thread for 1M orders over 10M lines.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="holdcast-features") as pool:
-        others = pool.submit(
-            lambda: [_timed_family(family, step) for family, step in steps if family in computed]
+        others = _start(
+            pool, lambda: [_timed_family(family, step) for family, step in steps if family in computed]
         )
         if "receivables" in computed:
             invoices = _table(tables, "invoices")
             out.update(_timed_family("receivables", lambda: _receivables(invoices, q, pool)))
-        for values in others.result():
+        for values in others():
             out.update(values)
     if "credit" in computed:
         out.update(_exposure(out, q))
@@ -259,6 +261,25 @@ def build_order_features(
         time.perf_counter() - started,
     )
     return frame
+
+
+def _start(pool: ThreadPoolExecutor, work: Callable[[], T]) -> Callable[[], T]:
+    """Start ``work`` on ``pool``; the returned call waits for its result (or raises its error).
+
+    The work runs under the caller's NumPy error state (each thread has its own), and runs here at
+    once when the pool takes no more work (the interpreter is shutting down).
+    """
+    state = np.geterr()
+
+    def under_callers_state() -> T:
+        with np.errstate(**state):
+            return work()
+
+    try:
+        return pool.submit(under_callers_state).result
+    except RuntimeError:
+        value = work()
+        return lambda: value
 
 
 def _timed_family(family: str, step: Callable[[], dict]) -> dict:
@@ -457,7 +478,7 @@ def _receivables(invoices: pd.DataFrame, q: _Orders, pool: ThreadPoolExecutor) -
         window = overdue.before(q.customer, q.at)
         return window.count, overdue.total(amount, window)
 
-    issued_part, overdue_part = pool.submit(issued_before), pool.submit(overdue_before)
+    issued_part, overdue_part = _start(pool, issued_before), _start(pool, overdue_before)
     clear = Timeline(customer, cleared_eff, n)
 
     # The values of clearing events are derived per invoice, then put in the timeline's sorted order
@@ -478,8 +499,8 @@ def _receivables(invoices: pd.DataFrame, q: _Orders, pool: ThreadPoolExecutor) -
     late_now, late_then = clear.totals(np.maximum(days_late, 0), now, then, presorted=True)
     avg_late = _ratio(late_now, n_cleared)
     avg_recent = _ratio(late_now - late_then, n_cleared - then.count)
-    issued_count, issued_amount = issued_part.result()
-    overdue_count, overdue_total = overdue_part.result()
+    issued_count, issued_amount = issued_part()
+    overdue_count, overdue_total = overdue_part()
     open_amount = issued_amount - cleared_before(c_amount)
     overdue_amount = overdue_total - cleared_before(np.where(was_overdue, c_amount, 0))
     short_now, short_then = clear.totals(c_short, now, year_ago, presorted=True)

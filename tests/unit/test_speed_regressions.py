@@ -1,7 +1,6 @@
 """Behaviour the speed changes (c4fe0bf..804bd7e) altered, found by running the new code against 0dd5f7a.
 
-Each case passed before those commits and fails after them; they are marked xfail (strict) until the
-behaviour is restored or the change is accepted and the case removed.
+Each case passed before those commits, failed after them, and passes again since the fix that followed.
 """
 
 from __future__ import annotations
@@ -36,12 +35,6 @@ def _orders(amounts: list[float]) -> pd.DataFrame:
     return coerce("orders", pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="15e31a7: every family but receivables now runs on a pool thread, which does not inherit the "
-    "caller's NumPy error state (np.errstate is context-local), so errors the caller asked to raise "
-    "become warnings and the build returns values",
-)
 @pytest.mark.parametrize("families", [["order"], ["credit"], None])
 def test_the_callers_numpy_error_state_applies_to_every_family(families):
     # An infinite amount cannot be turned into whole cents: NumPy reports an invalid cast, which the
@@ -54,11 +47,6 @@ def test_the_callers_numpy_error_state_applies_to_every_family(families):
         build_order_features(tables, families=families)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="15e31a7: the build always submits work to a ThreadPoolExecutor, which refuses new work once "
-    "the interpreter is shutting down; a thread that outlives the main thread can no longer build features",
-)
 def test_the_feature_build_runs_in_a_thread_that_outlives_the_main_thread():
     script = textwrap.dedent(
         """
@@ -85,11 +73,6 @@ def test_the_feature_build_runs_in_a_thread_that_outlives_the_main_thread():
     assert "built (1, 70)" in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="804bd7e: risk_text writes out-of-range risks of a dtype other than float64 through float_text "
-    "(as float64) instead of risk.astype('string'), which its docstring still promises",
-)
 @pytest.mark.parametrize(
     ("risk", "text"),
     [
