@@ -172,6 +172,12 @@ def build_vocabularies(frame: pd.DataFrame, categorical: Sequence[str]) -> dict[
 
 
 _TRANSPOSE_ROWS = 8192
+_TEXT = pa.large_string()
+"""Top-factor text is built as Arrow's large strings: what pandas keeps, and not capped at 2 GiB."""
+
+
+def _text(value: str | None) -> pa.Scalar:
+    return pa.scalar(value, _TEXT)
 
 
 def encode_features(
@@ -294,7 +300,7 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         """Score a feature frame in memory; same output and options as :meth:`predict`."""
         matrix = self.encode(features)
         out = {probability_column(name): target.predict(matrix) for name, target in self.targets.items()}
-        factors = pa.repeat(pa.scalar("[]"), len(features))
+        factors = pa.repeat(_text("[]"), len(features))
         if explain:
             rows = out[probability_column(ANY_TARGET)] >= explain_min_p
             if rows.any():
@@ -333,14 +339,14 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         """
         return self._top_factor_text(matrix, k, explainer).to_numpy(zero_copy_only=False)
 
-    def _top_factor_text(self, matrix: np.ndarray, k: int, explainer: str) -> pa.StringArray:
+    def _top_factor_text(self, matrix: np.ndarray, k: int, explainer: str) -> pa.LargeStringArray:
         contrib = self.contributions(matrix, explainer)
         # Only a feature with a positive contribution somewhere can be named: the others are left out
         # before ranking (path attributions leave every feature no tree splits on at 0).
         candidates = np.flatnonzero((contrib > 0).any(axis=0))
         k = min(k, len(candidates))
         if k == 0:
-            return pa.repeat(pa.scalar("[]"), len(contrib))
+            return pa.repeat(_text("[]"), len(contrib))
         contrib = contrib[:, candidates]
         top = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
         top_values = np.take_along_axis(contrib, top, axis=1)
@@ -351,14 +357,15 @@ class HoldRiskModel(mlflow.pyfunc.PythonModel):
         # and left out (null) elsewhere, and the pairs of a row are joined skipping the nulls. Values
         # are sorted, so a row without a positive first value has none: its first pair is "" rather
         # than null (pyarrow 25 drops a row whose values are all null from a join that skips nulls).
-        opening = pa.array([f"[{json.dumps(self.feature_columns[c])}, " for c in candidates], pa.string())
+        opening = pa.array([f"[{json.dumps(self.feature_columns[c])}, " for c in candidates], _TEXT)
         pairs = []
         for j in range(k):
-            pair = pc.binary_join_element_wise(opening.take(order[:, j]), float_text(values[:, j]), "]", "")
-            absent = pa.scalar("" if j == 0 else None, pa.string())
+            number = float_text(values[:, j]).cast(_TEXT)
+            pair = pc.binary_join_element_wise(opening.take(order[:, j]), number, _text("]"), _text(""))
+            absent = _text("" if j == 0 else None)
             pairs.append(pc.if_else(values[:, j] > 0, pair, absent))
-        joined = pc.binary_join_element_wise(*pairs, ", ", null_handling="skip")
-        return pc.binary_join_element_wise("[", joined, "]", "")
+        joined = pc.binary_join_element_wise(*pairs, _text(", "), null_handling="skip")
+        return pc.binary_join_element_wise(_text("["), joined, _text("]"), _text(""))
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Per target: booster or constant, calibration kind, number of trees, prior, positives."""
