@@ -486,7 +486,8 @@ def _receivables(invoices: pd.DataFrame, q: _Orders, pool: ThreadPoolExecutor) -
     days_late = clear.take((cleared - due) // DAY_NS)
     days_to_pay = clear.take(np.maximum(cleared - issued, 0) // 10**9)
     was_overdue = clear.take(np.maximum(cleared, issued) > np.maximum(issued, due))
-    c_amount, c_short, c_deducted = clear.take(amount), clear.take(short), clear.take(deducted)
+    c_amount, c_deducted = clear.take(amount), clear.take(deducted)
+    c_short = c_deducted > 0  # a deduction is short payment: the same as taking ``short``, one gather less
 
     now = clear.before(q.customer, q.at)
     then = clear.before(q.customer, q.shifted(TREND_WINDOW_DAYS))
