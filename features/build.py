@@ -237,9 +237,9 @@ def build_order_features(
     # The receivables family (three invoice timelines: most of the work on a large ledger) runs on
     # this thread while a second one computes the other families, then builds two of the timelines.
     # All spend their time in NumPy, which lets go of the interpreter lock, so the build uses two
-    # cores. The ledger-sized arrays stay on this thread, whose heap reuses freed memory (see
-    # include/runtime.py; other threads map each array over 64 MiB afresh): 5.3 s against 7.0 s on one
-    # thread for 1M orders over 10M lines.
+    # cores. The clearing timeline, whose ledger-sized values are gathered and summed most often, stays
+    # on this thread, whose heap reuses freed memory (include/runtime.py; the other thread maps each
+    # array over 64 MiB afresh): 5.3 s against 7.0 s on one thread for 1M orders over 10M lines.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="holdcast-features") as pool:
         others = _start(
             pool, lambda: [_timed_family(family, step) for family, step in steps if family in computed]

@@ -15,7 +15,7 @@ the task does. ``HOLDCAST_BATCH_MEMORY=system`` leaves the defaults alone.
 Only the main thread's heap gains: glibc gives every other thread an arena of its own, which maps an
 array over 64 MiB afresh whatever the threshold. Sharing one arena between all threads
 (``M_ARENA_MAX=1``) would cure that but doubles a LightGBM predict on two cores (its threads then
-queue for the one arena's lock), so the feature build keeps its ledger-sized arrays on the main thread.
+queue for the one arena's lock), so the feature build keeps the arrays it reuses most on the main thread.
 """
 
 from __future__ import annotations
