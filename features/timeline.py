@@ -89,7 +89,12 @@ def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
         return lookup(0, n)
     # pyarrow releases the GIL in its kernels, so the slices are looked up in parallel.
     with ThreadPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(lookup, bounds[:-1].tolist(), bounds[1:].tolist())))
+        try:
+            slices = zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+            parts = [pool.submit(lookup, lo, hi) for lo, hi in slices]
+        except RuntimeError:  # the interpreter is shutting down and starts no thread: look up here
+            return lookup(0, n)
+        return np.concatenate([part.result() for part in parts])
 
 
 def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,9 +59,16 @@ def test_the_feature_build_runs_in_a_thread_that_outlives_the_main_thread():
         row = {"order_id": "O1", "customer_id": "C1", "created_at": "2024-04-10T00:00:00Z", "amount": 5.0}
         orders = coerce("orders", pd.DataFrame([{c: row.get(c) for c in columns}], columns=columns))
 
+        from features.timeline import encode
+
+        # Enough ids that the lookup would split them over threads of its own.
+        ids = pd.Series([f"C{i % 1000}" for i in range(2_500_000)], dtype="string")
+        known = pd.Index([f"C{i}" for i in range(1000)], dtype="string")
+
         def late():
             threading.main_thread().join()  # the interpreter is shutting down from here on
             print("built", build_order_features({"orders": orders}).shape, flush=True)
+            print("looked up", int((encode(ids, known) >= 0).sum()), flush=True)
 
         threading.Thread(target=late).start()
         """
@@ -71,6 +78,7 @@ def test_the_feature_build_runs_in_a_thread_that_outlives_the_main_thread():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "built (1, 70)" in done.stdout
+    assert "looked up 2500000" in done.stdout
 
 
 @pytest.mark.parametrize(
