@@ -25,16 +25,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
-from features.timeline import NAT, Timeline, Window, encode, to_ns
+from features.timeline import NAT, Timeline, Window, encode, start, to_ns
 from include.canonical import HOLD_REASONS, TABLES, empty_frame
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FEATURE_VERSION = "1.1.0"
 """Bumped whenever a feature's meaning changes, so models and feature snapshots can be matched."""
@@ -241,7 +239,7 @@ def build_order_features(
     # on this thread, whose heap reuses freed memory (include/runtime.py; the other thread maps each
     # array over 64 MiB afresh): 5.3 s against 7.0 s on one thread for 1M orders over 10M lines.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="holdcast-features") as pool:
-        others = _start(
+        others = start(
             pool, lambda: [_timed_family(family, step) for family, step in steps if family in computed]
         )
         if "receivables" in computed:
@@ -261,25 +259,6 @@ def build_order_features(
         time.perf_counter() - started,
     )
     return frame
-
-
-def _start(pool: ThreadPoolExecutor, work: Callable[[], T]) -> Callable[[], T]:
-    """Start ``work`` on ``pool``; the returned call waits for its result (or raises its error).
-
-    The work runs under the caller's NumPy error state (each thread has its own), and runs here at
-    once when the pool takes no more work (the interpreter is shutting down).
-    """
-    state = np.geterr()
-
-    def under_callers_state() -> T:
-        with np.errstate(**state):
-            return work()
-
-    try:
-        return pool.submit(under_callers_state).result
-    except RuntimeError:
-        value = work()
-        return lambda: value
 
 
 def _timed_family(family: str, step: Callable[[], dict]) -> dict:
@@ -478,7 +457,7 @@ def _receivables(invoices: pd.DataFrame, q: _Orders, pool: ThreadPoolExecutor) -
         window = overdue.before(q.customer, q.at)
         return window.count, overdue.total(amount, window)
 
-    issued_part, overdue_part = _start(pool, issued_before), _start(pool, overdue_before)
+    issued_part, overdue_part = start(pool, issued_before), start(pool, overdue_before)
     clear = Timeline(customer, cleared_eff, n)
 
     # The values of clearing events are derived per invoice, then put in the timeline's sorted order

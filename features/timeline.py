@@ -13,10 +13,13 @@ difference. That is what lets the point-in-time test compare features with ``==`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,7 @@ import pyarrow.compute as pc
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 NAT = np.iinfo(np.int64).min
 """How a missing timestamp looks in an int64 nanosecond array."""
 
@@ -76,6 +80,25 @@ def _arrow_strings(values: pd.Series | pd.Index) -> pa.ChunkedArray | None:
     return array.__arrow_array__() if isinstance(array, pd.arrays.ArrowStringArray) else None
 
 
+def start(pool: ThreadPoolExecutor, work: Callable[[], T]) -> Callable[[], T]:
+    """Start ``work`` on ``pool``; the returned call waits for its result (or raises its error).
+
+    The work runs under the caller's NumPy error state (each thread has its own), and runs here at
+    once when the pool takes no more work (the interpreter is shutting down).
+    """
+    state = np.geterr()
+
+    def under_callers_state() -> T:
+        with np.errstate(**state):
+            return work()
+
+    try:
+        return pool.submit(under_callers_state).result
+    except RuntimeError:
+        value = work()
+        return lambda: value
+
+
 def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
     n = len(values)
     workers = min(os.cpu_count() or 1, max(n // _PARALLEL_SLICE, 1))
@@ -89,12 +112,9 @@ def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
         return lookup(0, n)
     # pyarrow releases the GIL in its kernels, so the slices are looked up in parallel.
     with ThreadPoolExecutor(workers) as pool:
-        try:
-            slices = zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-            parts = [pool.submit(lookup, lo, hi) for lo, hi in slices]
-        except RuntimeError:  # the interpreter is shutting down and starts no thread: look up here
-            return lookup(0, n)
-        return np.concatenate([part.result() for part in parts])
+        slices = zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        parts = [start(pool, functools.partial(lookup, lo, hi)) for lo, hi in slices]
+        return np.concatenate([part() for part in parts])
 
 
 def stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
